@@ -1,0 +1,12 @@
+//! Pieces every streamwatch stage shares: event field names and metric rows,
+//! Kafka client settings, dead-lettering, telemetry (tracing, `/healthz`,
+//! `/metrics`) and shutdown on SIGINT/SIGTERM.
+
+pub mod deadletter;
+pub mod error;
+pub mod events;
+pub mod kafka;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use error::{Error, Result};
