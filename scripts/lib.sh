@@ -24,6 +24,7 @@ sw_sha256() {
 sw_port_open() {
     local host=$1 port=$2
     if sw_have timeout; then
+        # shellcheck disable=SC2016 # $1 and $2 expand in the child shell
         timeout 1 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$host" "$port" 2>/dev/null
     else
         python3 - "$host" "$port" 2>/dev/null <<'EOF'
@@ -49,7 +50,7 @@ sw_wait_port() {
 }
 
 # sw_pid_alive PIDFILE NAME: print the pid from PIDFILE when that process is alive
-# and its command line mentions NAME (guards against a recycled pid).
+# and its command line contains the text NAME (guards against a recycled pid).
 sw_pid_alive() {
     local pidfile=$1 name=$2 pid
     [[ -r $pidfile ]] || return 1
@@ -57,9 +58,20 @@ sw_pid_alive() {
     [[ $pid =~ ^[0-9]+$ ]] || return 1
     kill -0 "$pid" 2>/dev/null || return 1
     if [[ -r /proc/$pid/cmdline ]]; then
-        tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$name" || return 1
+        tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$name" || return 1
     fi
     printf '%s\n' "$pid"
+}
+
+# sw_exec_clean CMD...: exec CMD with every file descriptor above 2 closed, so a daemon it starts
+# keeps no lock file or caller's pipe open. Call it in a subshell: ( sw_exec_clean cmd ... ) &
+sw_exec_clean() {
+    local fd
+    for fd in /proc/self/fd/*; do
+        fd=${fd##*/}
+        [[ $fd =~ ^[0-9]+$ ]] && ((fd > 2)) && eval "exec $fd>&-" 2>/dev/null
+    done
+    exec "$@"
 }
 
 # sw_tail_log FILE [N]: print the last N lines (default 20) of FILE to stderr.
