@@ -1,1 +1,15 @@
+//! The monitor: event-time windows over scored events, Evidently-identical drift and
+//! data-quality metrics computed from exact value counts, DataFusion aggregates.
 
+pub mod batch;
+pub mod config;
+pub mod counts;
+pub mod decode;
+pub mod error;
+pub mod evaluate;
+pub mod mapping;
+pub mod report;
+pub mod service;
+pub mod window;
+
+pub use error::{MonitorError, Result};

@@ -1,0 +1,113 @@
+//! Command-line options of the monitor.
+
+use clap::{Args, Parser, Subcommand};
+use streamwatch_common::kafka::KafkaArgs;
+use streamwatch_common::telemetry::AdminArgs;
+
+use crate::mapping::MappingArgs;
+
+/// Computes drift, data-quality and quantile metrics of scored events per event-time
+/// window, against a reference data set, as Evidently's legacy report does.
+#[derive(Debug, Parser)]
+#[command(name = "monitor", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Consume scored events from Kafka and publish one metric row per window.
+    Run(RunArgs),
+    /// Compute the same metrics over a scored Parquet file and print them as JSON.
+    Batch(BatchArgs),
+}
+
+/// Options of `monitor run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    #[command(flatten)]
+    pub admin: AdminArgs,
+
+    #[command(flatten)]
+    pub mapping: MappingArgs,
+
+    /// Reference data (Parquet) with the mapped columns; its profile is built once at start.
+    #[arg(long, env = "MONITOR_REFERENCE", default_value = "data/reference.parquet")]
+    pub reference: String,
+
+    /// Topic of scored trip events.
+    #[arg(long, env = "MONITOR_INPUT_TOPIC", default_value = "trips.scored")]
+    pub input_topic: String,
+
+    /// Topic the metric rows are published to.
+    #[arg(long, env = "MONITOR_OUTPUT_TOPIC", default_value = "metrics")]
+    pub output_topic: String,
+
+    /// Topic for events that cannot be decoded (with the reason in headers).
+    #[arg(long, env = "DEAD_LETTER_TOPIC", default_value = "deadletter")]
+    pub dead_letter_topic: String,
+
+    /// Kafka consumer group; instances in one group share the input partitions.
+    #[arg(long, env = "MONITOR_GROUP", default_value = "monitor")]
+    pub group: String,
+
+    /// Windows as SIZE (tumbling) or SIZE/STEP (sliding), units s, m, h, d; repeat or
+    /// separate with commas for several (for example `1d,1h,1d/1h`).
+    #[arg(long = "window", env = "MONITOR_WINDOWS", value_delimiter = ',', default_value = "1d")]
+    pub windows: Vec<String>,
+
+    /// How far behind the newest event time of a partition events may still arrive before
+    /// windows close (duration: 30s, 5m, 1h).
+    #[arg(long, env = "MONITOR_ALLOWED_LATENESS", default_value = "60s")]
+    pub allowed_lateness: String,
+
+    /// How long after a window closed late events still update it (it is emitted again
+    /// with a higher revision); later events are dropped and counted.
+    #[arg(long, env = "MONITOR_UPDATE_HORIZON", default_value = "1h")]
+    pub update_horizon: String,
+
+    /// Wall-clock time after which a partition without events stops holding the watermark
+    /// back; when all partitions are idle, windows with data are emitted early.
+    #[arg(long, env = "MONITOR_IDLE_TIMEOUT", default_value = "5s")]
+    pub idle_timeout: String,
+
+    /// Largest number of events decoded and aggregated as one micro-batch.
+    #[arg(long, env = "MONITOR_MAX_BATCH", default_value_t = 8192)]
+    pub max_batch: usize,
+}
+
+/// Options of `monitor batch`.
+#[derive(Debug, Args)]
+pub struct BatchArgs {
+    #[command(flatten)]
+    pub mapping: MappingArgs,
+
+    /// Reference data (Parquet).
+    #[arg(long, env = "MONITOR_REFERENCE", default_value = "data/reference.parquet")]
+    pub reference: String,
+
+    /// Current data (Parquet) holding the prediction column.
+    #[arg(long, env = "MONITOR_CURRENT")]
+    pub current: String,
+
+    /// Event-time column of the current data, for --from/--to and --window.
+    #[arg(long, env = "MONITOR_TIME_COLUMN", default_value = "lpep_pickup_datetime")]
+    pub time_column: String,
+
+    /// Keep current rows at or after this time (2022-02-01 or 2022-02-01T06:00:00).
+    #[arg(long, env = "MONITOR_FROM")]
+    pub from: Option<String>,
+
+    /// Keep current rows before this time.
+    #[arg(long, env = "MONITOR_TO")]
+    pub to: Option<String>,
+
+    /// Cut the current data into tumbling windows of this size (for example 1d); without
+    /// it the whole selection is one window.
+    #[arg(long, env = "MONITOR_BATCH_WINDOW")]
+    pub window: Option<String>,
+}

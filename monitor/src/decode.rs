@@ -1,0 +1,415 @@
+//! Decoding scored trip events (JSON objects) into what windows need: the event time,
+//! the monitored columns' values and which data cells are present or missing. One pass
+//! over the bytes with serde, no intermediate `Value` tree.
+
+use std::fmt;
+
+use rustc_hash::FxHashMap;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use streamwatch_common::events::{parse_timestamp, EVENT_TIME, METADATA_FIELDS, TRIP_ID};
+
+/// Why an event could not be used; the text goes to the dead-letter topic.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct DecodeError {
+    /// Short label for the dead-letter counter.
+    pub kind: &'static str,
+    pub reason: String,
+}
+
+impl DecodeError {
+    fn new(kind: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            kind,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// One decoded event. Reused between events to avoid allocation.
+#[derive(Debug, Default, Clone)]
+pub struct DecodedEvent {
+    /// Event time in microseconds since 1970-01-01 (naive, no time zone).
+    pub event_time_us: i64,
+    pub trip_id: Option<String>,
+    /// Values of the monitored columns, in [`Decoder::new`] order; `None` for null or absent.
+    pub values: Vec<Option<f64>>,
+    /// Every data column the event carries, as interned ids, with whether its cell is missing
+    /// (null or empty string).
+    pub cells: Vec<(u32, bool)>,
+}
+
+/// Decodes events for a fixed list of monitored columns.
+pub struct Decoder {
+    monitored: FxHashMap<Box<str>, usize>,
+    column_ids: FxHashMap<Box<str>, u32>,
+    column_names: Vec<Box<str>>,
+}
+
+impl Decoder {
+    pub fn new(monitored: &[String]) -> Self {
+        Self {
+            monitored: monitored
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.as_str().into(), i))
+                .collect(),
+            column_ids: FxHashMap::default(),
+            column_names: Vec::new(),
+        }
+    }
+
+    /// Name of an interned data column.
+    pub fn column_name(&self, id: u32) -> &str {
+        &self.column_names[id as usize]
+    }
+
+    pub fn decode(&mut self, bytes: &[u8], out: &mut DecodedEvent) -> Result<(), DecodeError> {
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            DecodeError::new("invalid_utf8", format!("event is not valid UTF-8: {e}"))
+        })?;
+        out.values.clear();
+        out.values.resize(self.monitored.len(), None);
+        out.cells.clear();
+        out.trip_id = None;
+        let mut event_time = None;
+        let mut de = serde_json::Deserializer::from_str(text);
+        de.deserialize_map(EventVisitor {
+            decoder: self,
+            out,
+            event_time: &mut event_time,
+        })
+        .and_then(|()| de.end())
+        .map_err(|e| {
+            let text = e.to_string();
+            let kind = if text.starts_with("field ") {
+                "invalid_field"
+            } else {
+                "invalid_json"
+            };
+            DecodeError::new(kind, text)
+        })?;
+        let Some(time) = event_time else {
+            return Err(DecodeError::new(
+                "missing_event_time",
+                format!("field \"{EVENT_TIME}\" is missing"),
+            ));
+        };
+        out.event_time_us = parse_event_time(&time).ok_or_else(|| {
+            DecodeError::new(
+                "invalid_event_time",
+                format!(
+                    "field \"{EVENT_TIME}\": {:?} is not a timestamp like 2022-02-01T00:02:32",
+                    time.chars().take(40).collect::<String>()
+                ),
+            )
+        })?;
+        Ok(())
+    }
+
+    fn column_id(&mut self, name: &str) -> u32 {
+        if let Some(id) = self.column_ids.get(name) {
+            return *id;
+        }
+        let id = self.column_names.len() as u32;
+        self.column_names.push(name.into());
+        self.column_ids.insert(name.into(), id);
+        id
+    }
+}
+
+/// Parses `YYYY-MM-DDTHH:MM:SS[.ffffff]` to microseconds; the fixed layout is parsed by
+/// hand because it is on the hot path, anything else falls back to chrono.
+pub fn parse_event_time(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
+        let mut v = 0i64;
+        for &c in b.get(range)? {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            v = v * 10 + i64::from(c - b'0');
+        }
+        Some(v)
+    };
+    let fast = || -> Option<i64> {
+        if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || (b[10] != b'T' && b[10] != b' ') {
+            return None;
+        }
+        if b[13] != b':' || b[16] != b':' {
+            return None;
+        }
+        let date = chrono::NaiveDate::from_ymd_opt(
+            digits(0..4)? as i32,
+            digits(5..7)? as u32,
+            digits(8..10)? as u32,
+        )?;
+        let (h, m, s) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+        if h > 23 || m > 59 || s > 59 {
+            return None;
+        }
+        let mut micros = 0i64;
+        if b.len() > 19 {
+            if b[19] != b'.' || b.len() > 26 || b.len() == 20 {
+                return None;
+            }
+            micros = digits(20..b.len())? * 10i64.pow((26 - b.len()) as u32);
+        }
+        // NaiveDate's default is 1970-01-01.
+        let days = date.signed_duration_since(chrono::NaiveDate::default()).num_days();
+        Some(((days * 86_400 + h * 3600 + m * 60 + s) * 1_000_000) + micros)
+    };
+    fast().or_else(|| {
+        parse_timestamp(text)
+            .ok()
+            .map(|t| t.and_utc().timestamp_micros())
+    })
+}
+
+struct EventVisitor<'a> {
+    decoder: &'a mut Decoder,
+    out: &'a mut DecodedEvent,
+    event_time: &'a mut Option<String>,
+}
+
+impl<'de> Visitor<'de> for EventVisitor<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object (one trip event)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            let key = key.as_str();
+            if key == EVENT_TIME {
+                let value: Option<String> = map.next_value().map_err(|_| {
+                    de::Error::custom(format!("field \"{EVENT_TIME}\": expected a timestamp string"))
+                })?;
+                *self.event_time = value;
+            } else if key == TRIP_ID {
+                let value: Option<String> = map.next_value().map_err(|_| {
+                    de::Error::custom(format!("field \"{TRIP_ID}\": expected a string"))
+                })?;
+                self.out.trip_id = value;
+            } else if METADATA_FIELDS.contains(&key) {
+                map.next_value::<IgnoredAny>()?;
+            } else if let Some(&index) = self.decoder.monitored.get(key) {
+                let value: Option<f64> = map.next_value_seed(Number { field: key })?;
+                let id = self.decoder.column_id(key);
+                self.out.values[index] = value;
+                self.out.cells.push((id, value.is_none()));
+            } else {
+                let present = map.next_value::<Cell>()?.0;
+                let id = self.decoder.column_id(key);
+                self.out.cells.push((id, !present));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A map key, borrowed from the input when it has no escapes.
+enum Key<'de> {
+    Borrowed(&'de str),
+    Owned(String),
+}
+
+impl Key<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Key::Borrowed(s) => s,
+            Key::Owned(s) => s,
+        }
+    }
+}
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key::Borrowed(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key::Owned(v.to_owned()))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+/// A monitored column's value: a number or null.
+struct Number<'a> {
+    field: &'a str,
+}
+
+impl<'de> DeserializeSeed<'de> for Number<'_> {
+    type Value = Option<f64>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<f64>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Number<'_> {
+    type Value = Option<f64>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "field \"{}\": a number or null", self.field)
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Option<f64>, E> {
+        Ok(Some(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Option<f64>, E> {
+        Ok(Some(v as f64))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Option<f64>, E> {
+        Ok(Some(v as f64))
+    }
+    fn visit_unit<E>(self) -> Result<Option<f64>, E> {
+        Ok(None)
+    }
+    fn visit_none<E>(self) -> Result<Option<f64>, E> {
+        Ok(None)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Option<f64>, E> {
+        Err(self.wrong("a string"))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Option<f64>, E> {
+        Err(self.wrong("a boolean"))
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, _: A) -> Result<Option<f64>, A::Error> {
+        Err(self.wrong("an array"))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Option<f64>, A::Error> {
+        Err(self.wrong("an object"))
+    }
+}
+
+impl Number<'_> {
+    fn wrong<E: de::Error>(&self, got: &str) -> E {
+        E::custom(format!(
+            "field \"{}\": expected a number or null, got {got}",
+            self.field
+        ))
+    }
+}
+
+/// Any other cell: present unless null or an empty string (Evidently's missing values).
+struct Cell(bool);
+
+impl<'de> de::Deserialize<'de> for Cell {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct CellVisitor;
+        impl<'de> Visitor<'de> for CellVisitor {
+            type Value = Cell;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_unit<E>(self) -> Result<Cell, E> {
+                Ok(Cell(false))
+            }
+            fn visit_none<E>(self) -> Result<Cell, E> {
+                Ok(Cell(false))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Cell, E> {
+                Ok(Cell(!v.is_empty()))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Cell, E> {
+                Ok(Cell(true))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Cell, E> {
+                Ok(Cell(true))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Cell, E> {
+                Ok(Cell(true))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Cell, E> {
+                Ok(Cell(true))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Cell, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Cell(true))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Cell, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Cell(true))
+            }
+        }
+        d.deserialize_any(CellVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decoder() -> Decoder {
+        Decoder::new(&["prediction".to_owned(), "fare_amount".to_owned()])
+    }
+
+    #[test]
+    fn decodes_values_cells_and_time() {
+        let mut d = decoder();
+        let mut e = DecodedEvent::default();
+        d.decode(
+            br#"{"trip_id":"f:1","event_time":"2022-02-01T00:02:32","fare_amount":12,"store_and_fwd_flag":"","ehail_fee":null,"VendorID":2,"prediction":7.5,"model_version":"v1"}"#,
+            &mut e,
+        )
+        .unwrap();
+        assert_eq!(e.values, vec![Some(7.5), Some(12.0)]);
+        assert_eq!(e.trip_id.as_deref(), Some("f:1"));
+        assert_eq!(e.event_time_us, 1_643_673_752_000_000);
+        let missing: Vec<(&str, bool)> = e.cells.iter().map(|(id, m)| (d.column_name(*id), *m)).collect();
+        assert_eq!(
+            missing,
+            vec![
+                ("fare_amount", false),
+                ("store_and_fwd_flag", true),
+                ("ehail_fee", true),
+                ("VendorID", false),
+                ("prediction", false)
+            ]
+        );
+    }
+
+    #[test]
+    fn rejects_bad_events_with_reasons() {
+        let mut d = decoder();
+        let mut e = DecodedEvent::default();
+        let cases: [(&[u8], &str, &str); 6] = [
+            (b"[1,2]", "invalid_json", "a JSON object"),
+            (b"{\"event_time\":\"2022-02-01T00:00:00\",\"fare_amount\":\"12\"}", "invalid_field", "field \"fare_amount\": expected a number or null, got a string"),
+            (b"{\"fare_amount\":1}", "missing_event_time", "\"event_time\" is missing"),
+            (b"{\"event_time\":\"yesterday\"}", "invalid_event_time", "not a timestamp"),
+            (b"\xff\xfe", "invalid_utf8", "UTF-8"),
+            (b"{\"event_time\":\"2022-02-01T00:00:00\"} trailing", "invalid_json", "trailing"),
+        ];
+        for (bytes, kind, text) in cases {
+            let err = d.decode(bytes, &mut e).unwrap_err();
+            assert_eq!(err.kind, kind, "{err}");
+            assert!(err.reason.contains(text), "{err} should mention {text}");
+        }
+    }
+
+    #[test]
+    fn event_time_fast_path_matches_chrono() {
+        for text in [
+            "2022-02-01T00:02:32",
+            "2009-01-01 00:34:01",
+            "2024-02-29T23:59:59.5",
+            "1969-12-31T23:59:59.000001",
+        ] {
+            let expected = parse_timestamp(text).unwrap().and_utc().timestamp_micros();
+            assert_eq!(parse_event_time(text), Some(expected), "{text}");
+        }
+        assert_eq!(parse_event_time("2022-02-30T00:00:00"), None);
+        assert_eq!(parse_event_time("2022-02-01T25:00:00"), None);
+    }
+}

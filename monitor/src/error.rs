@@ -1,0 +1,27 @@
+/// Errors of the monitor; each names the file, column or topic at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    #[error("invalid monitor configuration: {0}")]
+    Config(String),
+    #[error("reference data {path}: {reason}")]
+    Reference { path: String, reason: String },
+    #[error("current data {path}: {reason}")]
+    Current { path: String, reason: String },
+    #[error("query failed: {0}")]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+    #[error("arrow: {0}")]
+    Arrow(#[from] datafusion::arrow::error::ArrowError),
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    Common(#[from] streamwatch_common::Error),
+    #[error("could not publish metric row for window {window} to topic {topic}: {source}")]
+    Publish {
+        window: String,
+        topic: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+}
+
+pub type Result<T, E = MonitorError> = std::result::Result<T, E>;

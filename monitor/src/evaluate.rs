@@ -1,0 +1,273 @@
+//! Evidently's legacy drift and data-quality math on value counts: which test each column
+//! gets, how each code path cleans the data, dataset drift, missing values and quantiles.
+//! Every rule here follows a documented Evidently 0.7.23 behaviour (docs/ARCHITECTURE.md).
+
+use streamwatch_common::events::{ColumnDrift, QuantileValue};
+use streamwatch_stats::{default_stattest, distinct_union, ColumnType, Distribution, StatTest};
+
+use crate::counts::ValueCounts;
+use crate::mapping::{ColumnMapping, Role};
+
+/// Evidently treats a numeric column with at most this many distinct values as categorical
+/// in some checks (`NUMBER_UNIQUE_AS_CATEGORICAL`).
+const FEW_DISTINCT: usize = 5;
+
+/// One column of one dataset (the reference or a window): its value counts and whether
+/// its values are integers without nulls (pandas' integer dtype), which decides a
+/// prediction column's type.
+#[derive(Debug, Clone, Default)]
+pub struct ColumnSample {
+    pub counts: ValueCounts,
+    pub integer_dtype: bool,
+}
+
+impl ColumnSample {
+    pub fn new(counts: ValueCounts, integer_dtype: bool) -> Self {
+        Self {
+            counts,
+            integer_dtype,
+        }
+    }
+}
+
+/// A column of the reference, with the distributions every window reuses.
+#[derive(Debug, Clone)]
+pub struct ReferenceColumn {
+    pub sample: ColumnSample,
+    /// All non-missing values, infinite ones included.
+    pub raw: Distribution,
+    /// The same without ±inf.
+    pub finite: Distribution,
+}
+
+impl ReferenceColumn {
+    pub fn new(sample: ColumnSample) -> Self {
+        let raw = sample.counts.distribution();
+        let finite = raw.without_infinite();
+        Self { sample, raw, finite }
+    }
+
+    /// What the dataset path tests: Evidently drops NaN and ±inf only from a column that has
+    /// at least one NaN.
+    fn dataset_path(&self) -> &Distribution {
+        if self.sample.counts.nulls() > 0 {
+            &self.finite
+        } else {
+            &self.raw
+        }
+    }
+}
+
+/// What a window contributes: its rows, its missing cells and the counts of the columns
+/// the mapping names, in [`ColumnMapping::counted_columns`] order.
+#[derive(Debug, Clone, Default)]
+pub struct WindowData {
+    pub row_count: u64,
+    pub number_of_columns: u32,
+    pub number_of_missing_values: u64,
+    pub columns: Vec<ColumnSample>,
+}
+
+/// The metrics of one window (everything in a metric row but its key).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowMetrics {
+    pub row_count: u64,
+    pub number_of_columns: u32,
+    pub number_of_missing_values: u64,
+    pub share_of_missing_values: Option<f64>,
+    pub prediction_drift: Option<ColumnDrift>,
+    pub number_of_drifted_columns: u32,
+    pub share_of_drifted_columns: f64,
+    pub dataset_drift: bool,
+    pub columns: Vec<ColumnDrift>,
+    pub quantiles: Vec<QuantileValue>,
+}
+
+/// Computes a window's metrics against the reference. `reference` is in
+/// [`ColumnMapping::counted_columns`] order, like `window.columns`.
+pub fn evaluate(
+    mapping: &ColumnMapping,
+    reference: &[ReferenceColumn],
+    window: &WindowData,
+) -> WindowMetrics {
+    let mut columns = Vec::with_capacity(mapping.drift_columns.len());
+    let mut prediction_drift = None;
+    for (index, (name, role)) in mapping.drift_columns.iter().enumerate() {
+        let reference = &reference[index];
+        let current = &window.columns[index];
+        columns.push(dataset_path_drift(name, *role, reference, current));
+        if *role == Role::Prediction {
+            prediction_drift = Some(column_metric_drift(name, reference, current));
+        }
+    }
+    let drifted = columns.iter().filter(|c| c.drift_detected).count() as u32;
+    let share_of_drifted_columns = if columns.is_empty() {
+        0.0
+    } else {
+        f64::from(drifted) / columns.len() as f64
+    };
+
+    let counted = mapping.counted_columns();
+    let quantiles = mapping
+        .quantiles
+        .iter()
+        .map(|(column, q)| {
+            let index = counted
+                .iter()
+                .position(|c| c == column)
+                .expect("quantile columns are counted");
+            let distribution = window.columns[index].counts.distribution();
+            QuantileValue {
+                column: column.clone(),
+                quantile: *q,
+                value: (distribution.total() > 0).then(|| distribution.quantile_linear(*q)),
+            }
+        })
+        .collect();
+
+    let cells = window.row_count * u64::from(window.number_of_columns);
+    WindowMetrics {
+        row_count: window.row_count,
+        number_of_columns: window.number_of_columns,
+        number_of_missing_values: window.number_of_missing_values,
+        share_of_missing_values: (cells > 0)
+            .then(|| window.number_of_missing_values as f64 / cells as f64),
+        prediction_drift,
+        number_of_drifted_columns: drifted,
+        share_of_drifted_columns,
+        dataset_drift: share_of_drifted_columns >= mapping.drift_share,
+        columns,
+    quantiles,
+    }
+}
+
+/// DatasetDriftMetric's path (`calculations/data_drift.py::get_one_column_drift`).
+fn dataset_path_drift(
+    name: &str,
+    role: Role,
+    reference: &ReferenceColumn,
+    current: &ColumnSample,
+) -> ColumnDrift {
+    let current_raw = current.counts.distribution();
+    let column_type = match role {
+        Role::Numerical => ColumnType::Numerical,
+        Role::Categorical => ColumnType::Categorical,
+        Role::Prediction => prediction_type_on_concat(reference, current, &current_raw),
+    };
+    let current_tested = if current.counts.nulls() > 0 {
+        current_raw.without_infinite()
+    } else {
+        current_raw
+    };
+    run_test(name, column_type, reference.dataset_path(), &current_tested)
+}
+
+/// ColumnDriftMetric's path (`metrics/data_drift/column_drift_metric.py`): ±inf always
+/// become NaN and are dropped; the prediction's type comes from `_get_column_type`.
+fn column_metric_drift(name: &str, reference: &ReferenceColumn, current: &ColumnSample) -> ColumnDrift {
+    let current_raw = current.counts.distribution();
+    let column_type = prediction_type_column_metric(reference, current, &current_raw);
+    run_test(
+        name,
+        column_type,
+        &reference.finite,
+        &current_raw.without_infinite(),
+    )
+}
+
+/// `recognize_column_type_` on reference and current concatenated: numerical with more
+/// than five distinct values, or a non-integer column within [0, 1]; else categorical.
+fn prediction_type_on_concat(
+    reference: &ReferenceColumn,
+    current: &ColumnSample,
+    current_raw: &Distribution,
+) -> ColumnType {
+    let distinct = distinct_union(&reference.raw, current_raw);
+    let integer = reference.sample.integer_dtype && current.integer_dtype;
+    let (min, max) = min_max([&reference.raw, current_raw]);
+    let within_unit = matches!((min, max), (Some(lo), Some(hi)) if lo >= 0.0 && hi <= 1.0);
+    if distinct > FEW_DISTINCT || (!integer && within_unit) {
+        ColumnType::Numerical
+    } else {
+        ColumnType::Categorical
+    }
+}
+
+/// `data_preprocessing.py::_get_column_type` for a prediction without a task: categorical
+/// when it has at most five distinct values (counted on the reference, or on the current
+/// data when the reference has none) and is integer, or leaves [0, 1] in the current data.
+fn prediction_type_column_metric(
+    reference: &ReferenceColumn,
+    current: &ColumnSample,
+    current_raw: &Distribution,
+) -> ColumnType {
+    let distinct = match reference.raw.distinct() {
+        0 => current_raw.distinct(),
+        n => n,
+    };
+    let reference_has_values = reference.raw.total() > 0;
+    let integer = if reference_has_values {
+        reference.sample.integer_dtype
+    } else {
+        current.integer_dtype
+    };
+    let (min, max) = min_max([current_raw]);
+    let leaves_unit = matches!((min, max), (Some(lo), Some(hi)) if hi > 1.0 || lo < 0.0);
+    if distinct <= FEW_DISTINCT && (integer || leaves_unit) {
+        ColumnType::Categorical
+    } else {
+        ColumnType::Numerical
+    }
+}
+
+fn min_max<const N: usize>(distributions: [&Distribution; N]) -> (Option<f64>, Option<f64>) {
+    let min = distributions
+        .iter()
+        .filter_map(|d| d.values().first().copied())
+        .reduce(f64::min);
+    let max = distributions
+        .iter()
+        .filter_map(|d| d.values().last().copied())
+        .reduce(f64::max);
+    (min, max)
+}
+
+fn run_test(
+    name: &str,
+    column_type: ColumnType,
+    reference: &Distribution,
+    current: &Distribution,
+) -> ColumnDrift {
+    let type_name = match column_type {
+        ColumnType::Numerical => "num",
+        ColumnType::Categorical => "cat",
+    };
+    let test: StatTest = default_stattest(
+        column_type,
+        reference.total(),
+        distinct_union(reference, current),
+    );
+    let threshold = test.default_threshold();
+    let mut drift = ColumnDrift {
+        column: name.to_owned(),
+        column_type: type_name.to_owned(),
+        stattest: test.name().to_owned(),
+        threshold,
+        score: None,
+        drift_detected: false,
+        reference_rows: reference.total(),
+        current_rows: current.total(),
+        error: None,
+    };
+    if reference.total() == 0 || current.total() == 0 {
+        // Evidently raises "An empty column was provided" for the whole report; a stream
+        // reports the one column as untestable instead.
+        let side = if reference.total() == 0 { "reference" } else { "current" };
+        drift.error = Some(format!("no values in the {side} data after cleaning"));
+        return drift;
+    }
+    let score = test.score(reference, current);
+    drift.drift_detected = test.is_drift(score, threshold);
+    drift.score = (!score.is_nan()).then_some(score);
+    drift
+}

@@ -1,0 +1,122 @@
+//! Which columns a monitor watches and how: Evidently's column mapping plus the
+//! quantiles to report.
+
+use clap::Args;
+
+use crate::{MonitorError, Result};
+
+/// How the monitored data is laid out (Evidently's `ColumnMapping`).
+#[derive(Debug, Clone, Args)]
+pub struct MappingArgs {
+    /// Name of this monitor; part of every metric row's key.
+    #[arg(long, env = "MONITOR_NAME", default_value = "taxi")]
+    pub monitor_name: String,
+
+    /// Column holding the model's prediction.
+    #[arg(long, env = "MONITOR_PREDICTION", default_value = "prediction")]
+    pub prediction: String,
+
+    /// Comma-separated numerical feature columns.
+    #[arg(
+        long,
+        env = "MONITOR_NUMERICAL",
+        value_delimiter = ',',
+        default_value = "passenger_count,trip_distance,fare_amount,total_amount"
+    )]
+    pub numerical: Vec<String>,
+
+    /// Comma-separated categorical feature columns (numeric codes, such as location ids).
+    #[arg(
+        long,
+        env = "MONITOR_CATEGORICAL",
+        value_delimiter = ',',
+        default_value = "PULocationID,DOLocationID"
+    )]
+    pub categorical: Vec<String>,
+
+    /// Comma-separated `column:q` quantiles to report per window (q in 0..1).
+    #[arg(
+        long,
+        env = "MONITOR_QUANTILES",
+        value_delimiter = ',',
+        default_value = "fare_amount:0.5"
+    )]
+    pub quantiles: Vec<String>,
+
+    /// Share of drifted columns at or above which the whole window counts as drifted.
+    #[arg(long, env = "MONITOR_DRIFT_SHARE", default_value_t = 0.5)]
+    pub drift_share: f64,
+}
+
+/// A column's role in drift detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Prediction,
+    Numerical,
+    Categorical,
+}
+
+/// The resolved mapping.
+#[derive(Debug, Clone)]
+pub struct ColumnMapping {
+    pub monitor_name: String,
+    /// Drift columns in Evidently's order: prediction, numerical, categorical.
+    pub drift_columns: Vec<(String, Role)>,
+    pub quantiles: Vec<(String, f64)>,
+    pub drift_share: f64,
+}
+
+impl ColumnMapping {
+    pub fn from_args(args: &MappingArgs) -> Result<Self> {
+        let mut drift_columns = vec![(args.prediction.clone(), Role::Prediction)];
+        drift_columns.extend(
+            args.numerical
+                .iter()
+                .filter(|c| !c.is_empty())
+                .map(|c| (c.clone(), Role::Numerical)),
+        );
+        drift_columns.extend(
+            args.categorical
+                .iter()
+                .filter(|c| !c.is_empty())
+                .map(|c| (c.clone(), Role::Categorical)),
+        );
+        let mut quantiles = Vec::new();
+        for spec in args.quantiles.iter().filter(|s| !s.is_empty()) {
+            let parsed = spec
+                .rsplit_once(':')
+                .and_then(|(c, q)| q.parse::<f64>().ok().map(|q| (c.to_owned(), q)))
+                .filter(|(_, q)| (0.0..=1.0).contains(q));
+            match parsed {
+                Some(pair) => quantiles.push(pair),
+                None => {
+                    return Err(MonitorError::Config(format!(
+                        "quantile {spec:?} must look like column:q with q between 0 and 1"
+                    )))
+                }
+            }
+        }
+        Ok(Self {
+            monitor_name: args.monitor_name.clone(),
+            drift_columns,
+            quantiles,
+            drift_share: args.drift_share,
+        })
+    }
+
+    /// Every column whose values the monitor keeps counts of: drift columns, then
+    /// quantile columns that are not drift columns.
+    pub fn counted_columns(&self) -> Vec<String> {
+        let mut columns: Vec<String> = self.drift_columns.iter().map(|(c, _)| c.clone()).collect();
+        for (column, _) in &self.quantiles {
+            if !columns.contains(column) {
+                columns.push(column.clone());
+            }
+        }
+        columns
+    }
+
+    pub fn prediction(&self) -> &str {
+        &self.drift_columns[0].0
+    }
+}

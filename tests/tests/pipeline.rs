@@ -1,0 +1,313 @@
+//! End to end on the real broker and PostgreSQL: replay February 2022 through producer,
+//! scorer, monitor and sink (the real binaries, as processes), then check that the 28
+//! daily rows in PostgreSQL equal Evidently's golden values, that malformed events land
+//! in the dead-letter topic with a reason, that every Grafana panel's SQL returns rows,
+//! and that every stage exits 0 on SIGTERM.
+//!
+//! Needs KAFKA_BROKERS and DATABASE_URL (scripts/services.sh sets both) and the four
+//! binaries built next to this test (`cargo build --workspace --bins`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use serde_json::Value;
+use streamwatch_common::events::{HEADER_DLQ_REASON, HEADER_DLQ_STAGE};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The folder holding the workspace's binaries: the test executable lives in `deps/` below it.
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+struct Stage {
+    name: &'static str,
+    child: Child,
+}
+
+impl Stage {
+    fn spawn(name: &'static str, args: &[&str], log_dir: &Path) -> Result<Self> {
+        let binary = bin_dir().join(name);
+        if !binary.exists() {
+            bail!("{} is missing: run `cargo build --workspace --bins` first", binary.display());
+        }
+        let log = std::fs::File::create(log_dir.join(format!("{name}.log")))?;
+        let child = Command::new(&binary)
+            .args(args)
+            .current_dir(repo_root())
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        Ok(Self { name, child })
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    fn terminate(mut self) -> Result<()> {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                if !status.success() {
+                    bail!("{} exited with {status} after SIGTERM", self.name);
+                }
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                self.child.kill()?;
+                bail!("{} did not exit within 30 s of SIGTERM", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn assert_running(&mut self, log_dir: &Path) -> Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            let log = std::fs::read_to_string(log_dir.join(format!("{}.log", self.name)))
+                .unwrap_or_default();
+            bail!("{} exited early with {status}:\n{log}", self.name);
+        }
+        Ok(())
+    }
+}
+
+fn close(expected: f64, actual: f64) -> bool {
+    expected == actual || (expected - actual).abs() <= 1e-12 * expected.abs().max(actual.abs())
+}
+
+fn golden_f64(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) if s == "NaN" => None,
+        other => panic!("unexpected golden float {other}"),
+    }
+}
+
+async fn connect(url: &str) -> Result<tokio_postgres::Client> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .with_context(|| "connecting to PostgreSQL")?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// A fresh database for this run, so the test sees only its own rows.
+async fn fresh_database(base_url: &str, name: &str) -> Result<String> {
+    let admin = connect(base_url).await?;
+    admin.batch_execute(&format!("CREATE DATABASE {name}")).await?;
+    let (prefix, _) = base_url
+        .rsplit_once('/')
+        .context("DATABASE_URL must end with /<database>")?;
+    let query = base_url.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
+    Ok(format!("{prefix}/{name}{query}"))
+}
+
+async fn dead_letters(brokers: &str, topic: &str, expected: usize) -> Result<Vec<(String, String)>> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("{topic}-check"))
+        .set("auto.offset.reset", "earliest")
+        .set("group.protocol", "classic")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "1000")
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    let mut found = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while found.len() < expected {
+        let message = tokio::time::timeout_at(deadline, consumer.recv())
+            .await
+            .with_context(|| format!("only {} of {expected} dead letters arrived", found.len()))??;
+        let headers = message.headers().context("dead letters carry headers")?;
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|h| h.key == name)
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default()
+        };
+        found.push((header(HEADER_DLQ_STAGE), header(HEADER_DLQ_REASON)));
+    }
+    Ok(found)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn february_replay_matches_evidently_in_postgres() -> Result<()> {
+    let (Ok(brokers), Ok(database_url)) = (std::env::var("KAFKA_BROKERS"), std::env::var("DATABASE_URL")) else {
+        eprintln!("skipped: set KAFKA_BROKERS and DATABASE_URL (scripts/services.sh up) to run the end-to-end test");
+        return Ok(());
+    };
+    let run = format!("e2e{}", std::process::id());
+    let topic = |name: &str| format!("{run}.{name}");
+    let (trips, scored, metrics_topic, dlq) =
+        (topic("trips"), topic("trips.scored"), topic("metrics"), topic("deadletter"));
+    let db_name = format!("sw_{run}_{}", chrono::Utc::now().timestamp());
+    let db_url = fresh_database(&database_url, &db_name).await?;
+    let log_dir = std::env::temp_dir().join(format!("streamwatch-{run}"));
+    std::fs::create_dir_all(&log_dir)?;
+    eprintln!("stage logs in {}", log_dir.display());
+
+    let common = |group: &str| vec!["--brokers".to_owned(), brokers.clone(), "--group".to_owned(), format!("{run}-{group}")];
+    let strings = |v: Vec<String>| v;
+    let sink_args = strings([common("sink"), vec!["--topic".into(), metrics_topic.clone(), "--dead-letter-topic".into(), dlq.clone(), "--database-url".into(), db_url.clone()]].concat());
+    let monitor_args = strings([common("monitor"), vec!["--input-topic".into(), scored.clone(), "--output-topic".into(), metrics_topic.clone(), "--dead-letter-topic".into(), dlq.clone(), "--reference".into(), "data/reference.parquet".into(), "--window".into(), "1d".into(), "--idle-timeout".into(), "3s".into()]].concat());
+    let scorer_args = strings([common("scorer"), vec!["--input-topic".into(), trips.clone(), "--output-topic".into(), scored.clone(), "--dead-letter-topic".into(), dlq.clone(), "--model".into(), "models/trip-duration-linear.json".into()]].concat());
+    let as_refs = |v: &Vec<String>| v.iter().map(String::as_str).collect::<Vec<_>>();
+
+    let mut sink = Stage::spawn("sink", &[&["run"][..], &as_refs(&sink_args)].concat(), &log_dir)?;
+    let mut monitor = Stage::spawn("monitor", &[&["run"][..], &as_refs(&monitor_args)].concat(), &log_dir)?;
+    let mut scorer = Stage::spawn("scorer", &[&["run"][..], &as_refs(&scorer_args)].concat(), &log_dir)?;
+
+    // Malformed events on both input topics: they must reach the dead-letter topic.
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create()?;
+    for (target, payload) in [
+        (&trips, &b"{not json"[..]),
+        (&trips, &br#"{"trip_id":"bad:1","event_time":"2022-02-01T10:00:00","fare_amount":"twelve"}"#[..]),
+        (&scored, &br#"{"trip_id":"bad:2","prediction":1.0}"#[..]),
+    ] {
+        producer
+            .send(FutureRecord::<(), [u8]>::to(target).payload(payload), Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| e)?;
+    }
+
+    let replay = Command::new(bin_dir().join("producer"))
+        .args(["replay", "--file", "data/green_tripdata_2022-02.parquet", "--from", "2022-02-01", "--to", "2022-03-01", "--topic", &trips, "--brokers", &brokers])
+        .current_dir(repo_root())
+        .stderr(Stdio::inherit())
+        .output()?;
+    assert!(replay.status.success(), "producer failed: {replay:?}");
+    let summary = String::from_utf8_lossy(&replay.stdout);
+    eprintln!("producer: {summary}");
+    assert!(summary.contains("69376"), "the producer reports the 69,376 February events: {summary}");
+
+    let goldens: Value = serde_json::from_str(&std::fs::read_to_string(repo_root().join("tests/golden/feb-2022-daily.json"))?)?;
+    let cases = goldens["cases"].as_array().context("golden cases")?;
+    assert_eq!(cases.len(), 28);
+    let last_day_rows = cases[27]["expected"]["row_count"].as_i64().context("golden row count")?;
+
+    // Wait for the 28 daily rows (the last day is emitted once the stream goes idle).
+    let client = connect(&db_url).await?;
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        for stage in [&mut sink, &mut monitor, &mut scorer] {
+            stage.assert_running(&log_dir)?;
+        }
+        let rows: i64 = client
+            .query_one("SELECT count(*) FROM dummy_metrics", &[])
+            .await
+            .map(|r| r.get(0))
+            .unwrap_or(0);
+        let last_day_complete: bool = client
+            .query_opt("SELECT 1 FROM window_metrics WHERE window_start = '2022-02-28' AND row_count = $1", &[&last_day_rows])
+            .await
+            .map(|r| r.is_some())
+            .unwrap_or(false);
+        if rows >= 28 && last_day_complete {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("only {rows} daily rows after 240 s; logs in {}", log_dir.display());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // Compare with Evidently's golden values, day by day.
+    let course_view = client
+        .query("SELECT \"timestamp\", prediction_drift, num_drifted_columns, share_missing_values FROM dummy_metrics ORDER BY 1", &[])
+        .await?;
+    assert_eq!(course_view.len(), 28, "one course row per February day");
+    for (case, row) in cases.iter().zip(&course_view) {
+        let expected = &case["expected"];
+        let day: chrono::NaiveDateTime = row.get(0);
+        assert_eq!(chrono::NaiveDateTime::parse_from_str(case["start"].as_str().unwrap(), "%Y-%m-%dT%H:%M:%S")?, day);
+        let prediction_drift: Option<f64> = row.get(1);
+        let drifted: i32 = row.get(2);
+        let missing: Option<f64> = row.get(3);
+        let golden_prediction = golden_f64(&expected["prediction_drift"]["drift_score"]);
+        assert!(close(golden_prediction.unwrap(), prediction_drift.unwrap()), "{day}: prediction drift {prediction_drift:?} vs {golden_prediction:?}");
+        assert_eq!(i64::from(drifted), expected["number_of_drifted_columns"].as_i64().unwrap(), "{day}: drifted columns");
+        assert!(close(expected["share_of_missing_values"].as_f64().unwrap(), missing.unwrap()), "{day}: missing share");
+
+        let stored = client
+            .query_one("SELECT row_count, number_of_missing_values, dataset_drift FROM window_metrics WHERE window_kind = 'tumbling' AND window_size_seconds = 86400 AND window_start = $1", &[&day])
+            .await?;
+        assert_eq!(stored.get::<_, i64>(0), expected["row_count"].as_i64().unwrap(), "{day}: rows");
+        assert_eq!(stored.get::<_, i64>(1), expected["number_of_missing_values"].as_i64().unwrap(), "{day}: missing cells");
+        assert_eq!(stored.get::<_, bool>(2), expected["dataset_drift"].as_bool().unwrap(), "{day}: dataset drift");
+        for column in expected["columns"].as_array().unwrap() {
+            let name = column["column"].as_str().unwrap();
+            let stored = client
+                .query_one("SELECT stattest, score, drift_detected, threshold FROM column_drift WHERE window_kind = 'tumbling' AND window_size_seconds = 86400 AND window_start = $1 AND column_name = $2", &[&day, &name])
+                .await
+                .with_context(|| format!("{day}: no drift row for {name}"))?;
+            assert_eq!(stored.get::<_, String>(0), column["stattest"].as_str().unwrap(), "{day} {name}: test");
+            assert_eq!(stored.get::<_, bool>(2), column["drift_detected"].as_bool().unwrap(), "{day} {name}: flag");
+            assert_eq!(stored.get::<_, f64>(3), column["threshold"].as_f64().unwrap(), "{day} {name}: threshold");
+            let score: Option<f64> = stored.get(1);
+            let expected_score = golden_f64(&column["drift_score"]);
+            assert!(
+                match (expected_score, score) {
+                    (Some(e), Some(a)) => close(e, a),
+                    (None, None) => true,
+                    _ => false,
+                },
+                "{day} {name}: score {score:?} vs Evidently {expected_score:?}"
+            );
+        }
+        let median: Option<f64> = client
+            .query_one("SELECT value FROM column_quantiles WHERE window_kind = 'tumbling' AND window_size_seconds = 86400 AND window_start = $1 AND column_name = 'fare_amount' AND quantile = 0.5", &[&day])
+            .await?
+            .get(0);
+        let expected_median = golden_f64(&expected["quantiles"][0]["value"]).unwrap();
+        assert!(close(expected_median, median.unwrap()), "{day}: median fare");
+    }
+
+    // Every Grafana panel's SQL, macros expanded, returns rows.
+    let from = chrono::NaiveDate::from_ymd_opt(2022, 2, 1).unwrap().and_hms_opt(0, 0, 0).unwrap();
+    let to = chrono::NaiveDate::from_ymd_opt(2022, 3, 1).unwrap().and_hms_opt(0, 0, 0).unwrap();
+    let mut panels = 0;
+    for entry in std::fs::read_dir(repo_root().join("grafana/dashboards"))? {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let dashboard = std::fs::read_to_string(&path)?;
+        for query in streamwatch_sink::grafana::panel_queries(&dashboard)? {
+            let sql = streamwatch_sink::grafana::expand_macros(&query.sql, from, to, &[]);
+            let rows = client
+                .query(sql.as_str(), &[])
+                .await
+                .with_context(|| format!("panel {:?} of {}: {sql}", query.panel_title, path.display()))?;
+            assert!(!rows.is_empty(), "panel {:?} returned no rows: {sql}", query.panel_title);
+            panels += 1;
+        }
+    }
+    assert!(panels >= 5, "the dashboards have at least five panels, found {panels}");
+
+    // Malformed events were dead-lettered with their reasons, by the stage that read them.
+    let letters = dead_letters(&brokers, &dlq, 3).await?;
+    assert_eq!(letters.iter().filter(|(stage, _)| stage == "scorer").count(), 2, "{letters:?}");
+    assert!(letters.iter().any(|(stage, reason)| stage == "scorer" && reason.contains("fare_amount")), "{letters:?}");
+    assert!(letters.iter().any(|(stage, reason)| stage == "monitor" && reason.contains("event_time")), "{letters:?}");
+
+    for stage in [scorer, monitor, sink] {
+        stage.terminate()?;
+    }
+    drop(client);
+    let admin = connect(&database_url).await?;
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")).await?;
+    Ok(())
+}
