@@ -130,8 +130,6 @@ pub struct MetricRow {
     /// Every monitored column's drift, as Evidently's DatasetDriftMetric computes it.
     pub columns: Vec<ColumnDrift>,
     pub quantiles: Vec<QuantileValue>,
-    /// Events that arrived after the window's update horizon and were not counted.
-    pub late_events_dropped: u64,
     pub emitted_at: DateTime<Utc>,
 }
 
@@ -199,7 +197,6 @@ mod tests {
                 error: None,
             }],
             quantiles: vec![],
-            late_events_dropped: 0,
             emitted_at: Utc::now(),
         };
         let json = serde_json::to_string(&row).unwrap();

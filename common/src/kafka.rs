@@ -117,6 +117,9 @@ impl KafkaArgs {
             .set("session.timeout.ms", "6000")
             .set("heartbeat.interval.ms", "1000")
             .set("fetch.wait.max.ms", "100")
+            // A subscription to a topic that does not exist yet is retried at the metadata
+            // refresh; librdkafka's default of 5 minutes would stall a freshly started pipeline.
+            .set("topic.metadata.refresh.interval.ms", "2000")
             .set("queued.min.messages", "200000");
         let consumer: StreamConsumer = config.create().map_err(|source| Error::KafkaClient {
             what: "consumer",

@@ -1,1 +1,16 @@
+//! The scorer stage: the course's linear trip-duration model (training, file format,
+//! bit-exact prediction), offline Parquet scoring, and the Kafka service that adds
+//! `prediction` and `model_version` to every trip event.
 
+pub mod batch;
+pub mod config;
+pub mod decode;
+pub mod error;
+pub mod model;
+pub mod offsets;
+pub mod service;
+pub mod train;
+
+pub use batch::{score_batch, score_file};
+pub use error::{Error, Result};
+pub use model::LinearModel;

@@ -1,0 +1,116 @@
+//! Command-line and environment settings of the `scorer` binary.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use streamwatch_common::kafka::KafkaArgs;
+use streamwatch_common::telemetry::AdminArgs;
+
+/// Scores NYC green-taxi trips with the linear trip-duration model: trains the model,
+/// scores Parquet files, or runs as the stream stage between `trips` and `trips.scored`.
+#[derive(Debug, Parser)]
+#[command(name = "scorer", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fit the model on a TLC file; write the model JSON and the reference Parquet file.
+    Train(TrainArgs),
+    /// Score a Parquet file offline: every input column plus `prediction`.
+    ScoreFile(ScoreFileArgs),
+    /// Consume trip events, add `prediction` and `model_version`, produce them (Kafka).
+    Run(Box<RunArgs>),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// Model JSON file to score with.
+    #[arg(
+        long = "model",
+        env = "SCORER_MODEL",
+        default_value = "models/trip-duration-linear.json"
+    )]
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TrainArgs {
+    /// TLC green-taxi Parquet file to train on.
+    #[arg(
+        long,
+        env = "SCORER_TRAIN_INPUT",
+        default_value = "data/green_tripdata_2022-01.parquet"
+    )]
+    pub input: PathBuf,
+
+    /// Where to write the model JSON.
+    #[arg(
+        long,
+        env = "SCORER_MODEL_OUT",
+        default_value = "models/trip-duration-linear.json"
+    )]
+    pub model_out: PathBuf,
+
+    /// Where to write the reference data (the kept rows not trained on, with
+    /// `duration_min` and `prediction`), zstd-compressed Parquet.
+    #[arg(
+        long,
+        env = "SCORER_REFERENCE_OUT",
+        default_value = "data/reference.parquet"
+    )]
+    pub reference_out: PathBuf,
+
+    /// Number of kept rows, in file order, to fit on (rows); the rest become the reference.
+    #[arg(long, env = "SCORER_TRAIN_ROWS", default_value_t = 30_000)]
+    pub train_rows: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ScoreFileArgs {
+    /// Parquet file to score; it needs the model's feature columns (Int32, Int64 or Float64).
+    #[arg(long, env = "SCORER_SCORE_INPUT")]
+    pub input: PathBuf,
+
+    /// Parquet file to write (zstd): the input columns plus `prediction` (minutes).
+    #[arg(long, env = "SCORER_SCORE_OUTPUT")]
+    pub output: PathBuf,
+
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Topic of trip events (JSON objects, key = trip_id) to score.
+    #[arg(long, env = "SCORER_INPUT_TOPIC", default_value = "trips")]
+    pub input_topic: String,
+
+    /// Topic receiving the scored events.
+    #[arg(long, env = "SCORER_OUTPUT_TOPIC", default_value = "trips.scored")]
+    pub output_topic: String,
+
+    /// Topic receiving events that cannot be scored, with the reason in the `dlq.reason` header.
+    #[arg(long, env = "SCORER_DEAD_LETTER_TOPIC", default_value = "deadletter")]
+    pub dead_letter_topic: String,
+
+    /// Consumer group id; offsets are committed only for delivered outputs.
+    #[arg(long, env = "SCORER_GROUP", default_value = "scorer")]
+    pub group: String,
+
+    /// Most events scored but not yet acknowledged by the broker (events); consumption
+    /// pauses at this many.
+    #[arg(long, env = "SCORER_MAX_IN_FLIGHT", default_value_t = 50_000)]
+    pub max_in_flight: usize,
+
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}

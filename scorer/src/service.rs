@@ -1,0 +1,321 @@
+//! The stream stage: consume trip events, score them, produce the scored events (or dead
+//! letters), and store each input offset only once its output has been acknowledged.
+
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
+use metrics::{Counter, Gauge, Histogram};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use streamwatch_common::deadletter::{DeadLetters, Origin};
+use streamwatch_common::telemetry::Readiness;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::RunArgs;
+use crate::decode::EventScorer;
+use crate::model::LinearModel;
+use crate::offsets::OffsetTracker;
+use crate::{Error, Result};
+
+/// The stage name in metrics labels and dead-letter headers.
+pub const STAGE: &str = "scorer";
+
+/// How long to wait for a broker at startup.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a run did, counted when the broker acknowledged each output.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub events_in: u64,
+    pub events_out: u64,
+    pub dead_lettered: u64,
+}
+
+/// Runs the stage until `shutdown` fires (then finishes the in-flight deliveries, stores and
+/// commits their offsets, and returns) or until an output cannot be delivered (then the
+/// offsets stop before that event and the error is returned, so a restart scores it again).
+pub async fn run(
+    args: &RunArgs,
+    model: LinearModel,
+    shutdown: CancellationToken,
+    readiness: Readiness,
+) -> Result<Summary> {
+    let kafka = args.kafka.clone();
+    tokio::task::spawn_blocking(move || kafka.check_reachable(CONNECT_TIMEOUT))
+        .await
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))?;
+    let producer = args.kafka.producer()?;
+    let consumer = args
+        .kafka
+        .consumer(&args.group, &[args.input_topic.as_str()])?;
+    let mut stage = Stage {
+        args,
+        dead_letters: DeadLetters::new(producer.clone(), &args.dead_letter_topic, STAGE),
+        producer,
+        scorer: EventScorer::new(model),
+        tracker: OffsetTracker::default(),
+        in_flight: FuturesUnordered::new(),
+        metrics: Metrics::new(),
+        summary: Summary::default(),
+    };
+    readiness.set(true);
+    tracing::info!(
+        input = %args.input_topic,
+        output = %args.output_topic,
+        dead_letters = %args.dead_letter_topic,
+        group = %args.group,
+        model_version = stage.scorer.model().version(),
+        "scoring trip events"
+    );
+    let consumed = stage.consume(&consumer, &shutdown).await;
+    readiness.set(false);
+    tracing::info!(
+        in_flight = stage.in_flight.len(),
+        "stopped consuming; waiting for in-flight deliveries"
+    );
+    let drained = stage.drain(&consumer).await;
+    commit(&consumer, &args.group);
+    let summary = stage.summary;
+    tracing::info!(
+        events_in = summary.events_in,
+        events_out = summary.events_out,
+        dead_lettered = summary.dead_lettered,
+        "scorer stopped"
+    );
+    consumed.and(drained).map(|()| summary)
+}
+
+/// How one event's output ended.
+struct Completion {
+    partition: i32,
+    offset: i64,
+    outcome: Outcome,
+}
+
+enum Outcome {
+    Scored {
+        enqueued: Instant,
+        result: Result<(), KafkaError>,
+    },
+    DeadLettered(streamwatch_common::Result<()>),
+}
+
+struct Metrics {
+    events_in: Counter,
+    events_out: Counter,
+    scoring: Histogram,
+    delivery: Histogram,
+    in_flight: Gauge,
+    event_time: Gauge,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        Self {
+            events_in: metrics::counter!("streamwatch_events_in_total", "stage" => STAGE),
+            events_out: metrics::counter!("streamwatch_events_out_total", "stage" => STAGE),
+            scoring: metrics::histogram!("streamwatch_scoring_duration_seconds", "stage" => STAGE),
+            delivery: metrics::histogram!("streamwatch_delivery_duration_seconds", "stage" => STAGE),
+            in_flight: metrics::gauge!("streamwatch_in_flight_events", "stage" => STAGE),
+            event_time: metrics::gauge!("streamwatch_last_event_time_seconds", "stage" => STAGE),
+        }
+    }
+}
+
+struct Stage<'a> {
+    args: &'a RunArgs,
+    producer: FutureProducer,
+    dead_letters: DeadLetters,
+    scorer: EventScorer,
+    tracker: OffsetTracker,
+    in_flight: FuturesUnordered<BoxFuture<'static, Completion>>,
+    metrics: Metrics,
+    summary: Summary,
+}
+
+impl Stage<'_> {
+    async fn consume(
+        &mut self,
+        consumer: &StreamConsumer,
+        shutdown: &CancellationToken,
+    ) -> Result<()> {
+        let max_in_flight = self.args.max_in_flight.max(1);
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return Ok(()),
+                Some(done) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                    self.settle(consumer, done)?;
+                }
+                received = consumer.recv(), if self.in_flight.len() < max_in_flight => {
+                    match received {
+                        Ok(message) => self.process(consumer, &message).await?,
+                        Err(error) => tracing::warn!(
+                            topic = %self.args.input_topic,
+                            %error,
+                            "consumer error; continuing"
+                        ),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Scores one event and sends its output (or dead letter) on its way.
+    async fn process(
+        &mut self,
+        consumer: &StreamConsumer,
+        message: &BorrowedMessage<'_>,
+    ) -> Result<()> {
+        let args = self.args;
+        let (partition, offset) = (message.partition(), message.offset());
+        let payload = message.payload().unwrap_or_default();
+        self.metrics.events_in.increment(1);
+        self.summary.events_in += 1;
+        let started = Instant::now();
+        let scored = self.scorer.score(payload);
+        self.metrics.scoring.record(started.elapsed());
+        self.tracker.start(partition, offset);
+        match scored {
+            Ok(event) => {
+                self.metrics
+                    .event_time
+                    .set(event.event_time.and_utc().timestamp() as f64);
+                let mut record = FutureRecord::to(&args.output_topic)
+                    .key(event.trip_id.as_bytes())
+                    .payload(&event.payload);
+                if let Some(millis) = message.timestamp().to_millis() {
+                    record = record.timestamp(millis);
+                }
+                let delivery = loop {
+                    match self.producer.send_result(record) {
+                        Ok(delivery) => break delivery,
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                            // The producer queue is full: let an acknowledgement free a slot.
+                            record = back;
+                            match self.in_flight.next().await {
+                                Some(done) => self.settle(consumer, done)?,
+                                None => tokio::time::sleep(Duration::from_millis(10)).await,
+                            }
+                        }
+                        Err((source, _)) => {
+                            return Err(Error::Produce {
+                                topic: args.output_topic.clone(),
+                                source,
+                            })
+                        }
+                    }
+                };
+                let enqueued = Instant::now();
+                self.in_flight.push(Box::pin(async move {
+                    let result = match delivery.await {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err((error, _))) => Err(error),
+                        Err(_) => Err(KafkaError::Canceled),
+                    };
+                    Completion {
+                        partition,
+                        offset,
+                        outcome: Outcome::Scored { enqueued, result },
+                    }
+                }));
+            }
+            Err(rejection) => {
+                let kind = rejection.kind();
+                metrics::counter!("streamwatch_events_failed_total", "stage" => STAGE, "reason" => kind)
+                    .increment(1);
+                let dead_letters = self.dead_letters.clone();
+                let topic = args.input_topic.clone();
+                let key = message.key().map(<[u8]>::to_vec);
+                let payload = payload.to_vec();
+                let reason = rejection.to_string();
+                self.in_flight.push(Box::pin(async move {
+                    let origin = Origin {
+                        topic: &topic,
+                        partition,
+                        offset,
+                    };
+                    let result = dead_letters
+                        .send(kind, &reason, Some(origin), key.as_deref(), &payload)
+                        .await;
+                    Completion {
+                        partition,
+                        offset,
+                        outcome: Outcome::DeadLettered(result),
+                    }
+                }));
+            }
+        }
+        self.metrics.in_flight.set(self.in_flight.len() as f64);
+        Ok(())
+    }
+
+    /// Accounts for one acknowledged (or failed) output and stores the offsets it unblocks.
+    fn settle(&mut self, consumer: &StreamConsumer, done: Completion) -> Result<()> {
+        match done.outcome {
+            Outcome::Scored { enqueued, result } => {
+                result.map_err(|source| Error::Produce {
+                    topic: self.args.output_topic.clone(),
+                    source,
+                })?;
+                self.metrics.delivery.record(enqueued.elapsed());
+                self.metrics.events_out.increment(1);
+                self.summary.events_out += 1;
+            }
+            Outcome::DeadLettered(result) => {
+                result?;
+                self.summary.dead_lettered += 1;
+            }
+        }
+        if let Some(offset) = self.tracker.acknowledge(done.partition, done.offset) {
+            if let Err(error) =
+                consumer.store_offset(&self.args.input_topic, done.partition, offset)
+            {
+                // Happens after a rebalance took the partition away; its new owner re-reads.
+                tracing::warn!(
+                    topic = %self.args.input_topic,
+                    partition = done.partition,
+                    offset,
+                    %error,
+                    "could not store the offset"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for every in-flight output; returns the first failure.
+    async fn drain(&mut self, consumer: &StreamConsumer) -> Result<()> {
+        let mut outcome = Ok(());
+        while let Some(done) = self.in_flight.next().await {
+            if let Err(error) = self.settle(consumer, done) {
+                if outcome.is_ok() {
+                    outcome = Err(error);
+                } else {
+                    tracing::error!(%error, "another output failed");
+                }
+            }
+        }
+        self.metrics.in_flight.set(0.0);
+        outcome
+    }
+}
+
+/// Commits the stored offsets synchronously. A failure only means the events after the
+/// last background commit get scored again after a restart (at-least-once), so it is logged.
+fn commit(consumer: &StreamConsumer, group: &str) {
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => tracing::info!(group, "offsets committed"),
+        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {
+            tracing::info!(group, "no new offsets to commit")
+        }
+        Err(error) => tracing::warn!(
+            group,
+            %error,
+            "could not commit offsets; events since the last commit will be scored again"
+        ),
+    }
+}
