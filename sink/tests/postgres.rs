@@ -1,0 +1,430 @@
+//! The schema, the upsert and the dashboards against a real PostgreSQL (`DATABASE_URL`); each
+//! test works in a database of its own.
+
+mod support;
+
+use chrono::Utc;
+use streamwatch_common::events::WindowKind;
+use streamwatch_sink::grafana::{expand_macros, panel_queries};
+use streamwatch_sink::migrations;
+use streamwatch_sink::service::{MetricStore, WriteSummary};
+use support::{daily_row, database_url, drift, TestDb};
+
+const DASHBOARD: &str = include_str!("../../grafana/dashboards/data-drift.json");
+
+macro_rules! test_db {
+    ($name:literal) => {{
+        let Some(url) = database_url($name) else {
+            return;
+        };
+        let db = TestDb::create(&url).await;
+        migrations::apply(&db.store)
+            .await
+            .expect("migrations apply");
+        db
+    }};
+}
+
+async fn count(client: &tokio_postgres::Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+#[tokio::test]
+async fn migrations_apply_once_and_grant_the_grafana_role() {
+    let Some(url) = database_url("migrations_apply_once_and_grant_the_grafana_role") else {
+        return;
+    };
+    let first = TestDb::create(&url).await;
+    let report = migrations::apply(&first.store).await.unwrap();
+    assert_eq!(report.applied, ["V1__metrics"]);
+    assert_eq!(report.current.as_deref(), Some("V1__metrics"));
+    let again = migrations::apply(&first.store).await.unwrap();
+    assert!(
+        again.applied.is_empty(),
+        "second run applied {:?}",
+        again.applied
+    );
+    assert_eq!(again.current.as_deref(), Some("V1__metrics"));
+
+    // The role is cluster-wide: a second database finds it existing and still grants it.
+    let second = TestDb::create(&url).await;
+    assert_eq!(
+        migrations::apply(&second.store).await.unwrap().applied,
+        ["V1__metrics"]
+    );
+    for db in [&first, &second] {
+        let client = db.client().await;
+        for relation in [
+            "window_metrics",
+            "column_drift",
+            "column_quantiles",
+            "dummy_metrics",
+            "daily_metrics",
+        ] {
+            let granted: bool = client
+                .query_one(
+                    "SELECT has_table_privilege('streamwatch_grafana', $1, 'SELECT')",
+                    &[&relation],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert!(
+                granted,
+                "streamwatch_grafana cannot read {relation} in {}",
+                db.name
+            );
+            let writable: bool = client
+                .query_one(
+                    "SELECT has_table_privilege('streamwatch_grafana', $1, 'INSERT')",
+                    &[&relation],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert!(!writable, "streamwatch_grafana may write {relation}");
+        }
+    }
+    first.drop_database().await;
+    second.drop_database().await;
+}
+
+#[tokio::test]
+async fn the_same_row_twice_leaves_one_row() {
+    let db = test_db!("the_same_row_twice_leaves_one_row");
+    let row = daily_row("2022-02-01", 1, 0.19);
+    for _ in 0..2 {
+        let summary = db.store.write(std::slice::from_ref(&row)).await.unwrap();
+        assert_eq!(
+            summary,
+            WriteSummary {
+                applied: 1,
+                stale: 0
+            }
+        );
+    }
+    // Also twice within one transaction.
+    db.store.write(&[row.clone(), row.clone()]).await.unwrap();
+    let client = db.client().await;
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM window_metrics").await,
+        1
+    );
+    assert_eq!(count(&client, "SELECT count(*) FROM column_drift").await, 3);
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM column_quantiles").await,
+        2
+    );
+    let stored = client
+        .query_one(
+            "SELECT revision, row_count, prediction_drift, prediction_stattest, prediction_threshold,
+                    prediction_drift_detected, number_of_drifted_columns, window_end, emitted_at
+             FROM window_metrics",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored.get::<_, i64>(0), 1);
+    assert_eq!(stored.get::<_, i64>(1), 2_399);
+    assert_eq!(stored.get::<_, Option<f64>>(2), Some(0.19));
+    assert_eq!(
+        stored.get::<_, Option<String>>(3).as_deref(),
+        Some("wasserstein")
+    );
+    assert_eq!(stored.get::<_, Option<f64>>(4), Some(0.1));
+    assert_eq!(stored.get::<_, Option<bool>>(5), Some(true));
+    assert_eq!(stored.get::<_, i64>(6), 2);
+    assert_eq!(stored.get::<_, chrono::NaiveDateTime>(7), row.window.end);
+    let emitted: chrono::DateTime<Utc> = stored.get(8);
+    assert_eq!(
+        emitted.timestamp_micros(),
+        row.emitted_at.timestamp_micros()
+    );
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn an_older_revision_never_overwrites_a_newer_one() {
+    let db = test_db!("an_older_revision_never_overwrites_a_newer_one");
+    let newer = daily_row("2022-02-01", 2, 0.22);
+    let mut older = daily_row("2022-02-01", 1, 0.11);
+    older.columns.push(drift("trip_distance", None, false));
+    assert_eq!(
+        db.store
+            .write(std::slice::from_ref(&newer))
+            .await
+            .unwrap()
+            .applied,
+        1
+    );
+    assert_eq!(
+        db.store.write(std::slice::from_ref(&older)).await.unwrap(),
+        WriteSummary {
+            applied: 0,
+            stale: 1
+        }
+    );
+    let client = db.client().await;
+    let row = client
+        .query_one("SELECT revision, prediction_drift FROM window_metrics", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, i64>(0), row.get::<_, Option<f64>>(1)),
+        (2, Some(0.22))
+    );
+    // The stale row's columns did not replace the newer ones.
+    assert_eq!(count(&client, "SELECT count(*) FROM column_drift").await, 3);
+    let median: Option<f64> = client
+        .query_one(
+            "SELECT value FROM column_quantiles WHERE quantile = 0.5",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(median, Some(14.5));
+
+    // Out of order inside one batch: the highest revision wins.
+    let summary = db
+        .store
+        .write(&[
+            daily_row("2022-02-01", 3, 0.3),
+            daily_row("2022-02-01", 2, 0.2),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        summary,
+        WriteSummary {
+            applied: 1,
+            stale: 1
+        }
+    );
+    assert_eq!(
+        count(&client, "SELECT revision FROM window_metrics").await,
+        3
+    );
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_new_revision_replaces_the_column_rows() {
+    let db = test_db!("a_new_revision_replaces_the_column_rows");
+    let first = daily_row("2022-02-01", 1, 0.19);
+    let mut second = daily_row("2022-02-01", 2, 0.05);
+    second.columns = vec![
+        drift("prediction", Some(0.05), false),
+        drift("total_amount", None, false),
+    ];
+    second.columns[1].error = Some("every value of the window is missing".into());
+    second.quantiles.truncate(1);
+    db.store.write(std::slice::from_ref(&first)).await.unwrap();
+    // A different window keeps its rows.
+    db.store
+        .write(&[daily_row("2022-02-02", 1, 0.1)])
+        .await
+        .unwrap();
+    db.store.write(std::slice::from_ref(&second)).await.unwrap();
+
+    let client = db.client().await;
+    let rows = client
+        .query(
+            "SELECT column_name, score, error FROM column_drift
+             WHERE window_start = '2022-02-01' ORDER BY column_name",
+            &[],
+        )
+        .await
+        .unwrap();
+    let columns: Vec<(String, Option<f64>, Option<String>)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            ("prediction".to_owned(), Some(0.05), None),
+            (
+                "total_amount".to_owned(),
+                None,
+                Some("every value of the window is missing".to_owned())
+            ),
+        ]
+    );
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM column_quantiles WHERE window_start = '2022-02-01'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM column_drift WHERE window_start = '2022-02-02'"
+        )
+        .await,
+        3
+    );
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn the_views_give_the_course_columns() {
+    let db = test_db!("the_views_give_the_course_columns");
+    let mut sliding = daily_row("2022-02-01", 1, 0.9);
+    sliding.window.kind = WindowKind::Sliding;
+    sliding.window.step_seconds = 3_600;
+    let mut hourly = daily_row("2022-02-01", 1, 0.8);
+    hourly.window.size_seconds = 3_600;
+    hourly.window.step_seconds = 3_600;
+    hourly.window.end = hourly.window.start + chrono::Duration::hours(1);
+    db.store
+        .write(&[
+            daily_row("2022-02-01", 1, 0.188522969503922),
+            daily_row("2022-02-02", 1, 0.12),
+            sliding,
+            hourly,
+        ])
+        .await
+        .unwrap();
+
+    let client = db.client().await;
+    let columns: Vec<(String, String)> = client
+        .query(
+            "SELECT column_name::text, data_type::text FROM information_schema.columns
+             WHERE table_name = 'dummy_metrics' ORDER BY ordinal_position",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let expected = [
+        ("timestamp", "timestamp without time zone"),
+        ("prediction_drift", "double precision"),
+        ("num_drifted_columns", "integer"),
+        ("share_missing_values", "double precision"),
+    ];
+    assert_eq!(
+        columns,
+        expected.map(|(n, t)| (n.to_owned(), t.to_owned())).to_vec()
+    );
+
+    // The course's own query shape; only daily tumbling windows are in the view.
+    let rows = client
+        .query(
+            r#"SELECT "timestamp", prediction_drift, num_drifted_columns, share_missing_values
+               FROM dummy_metrics ORDER BY "timestamp""#,
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        rows[0].get::<_, chrono::NaiveDateTime>(0),
+        support::ts("2022-02-01T00:00:00")
+    );
+    assert_eq!(rows[0].get::<_, Option<f64>>(1), Some(0.188522969503922));
+    assert_eq!(rows[0].get::<_, Option<i32>>(2), Some(2));
+    assert_eq!(rows[0].get::<_, Option<f64>>(3), Some(0.08025169217332619));
+
+    let daily = client
+        .query(
+            r#"SELECT "timestamp", quantile_50, row_count FROM daily_metrics ORDER BY 1"#,
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(daily.len(), 2);
+    assert_eq!(daily[0].get::<_, Option<f64>>(1), Some(13.5));
+    assert_eq!(daily[0].get::<_, i64>(2), 2_399);
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn every_dashboard_query_returns_rows_for_the_grafana_role() {
+    let db = test_db!("every_dashboard_query_returns_rows_for_the_grafana_role");
+    let rows: Vec<_> = ["2022-02-01", "2022-02-02", "2022-02-03"]
+        .iter()
+        .enumerate()
+        .map(|(i, day)| daily_row(day, 1, 0.1 + i as f64 / 20.0))
+        .collect();
+    db.store.write(&rows).await.unwrap();
+
+    let queries = panel_queries(DASHBOARD).unwrap();
+    assert_eq!(queries.len(), 5, "{queries:#?}");
+    let from = support::ts("2022-02-01T00:00:00");
+    let to = support::ts("2022-03-01T00:00:00");
+    let client = db.client().await;
+    // Grafana's read-only role must be enough for every panel.
+    client
+        .batch_execute("SET ROLE streamwatch_grafana")
+        .await
+        .unwrap();
+    for query in &queries {
+        let sql = expand_macros(&query.sql, from, to, &[]);
+        let result = client
+            .query(&sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("panel {:?}: {sql}\nfailed: {e}", query.panel_title));
+        assert!(
+            !result.is_empty(),
+            "panel {:?} returned no rows: {sql}",
+            query.panel_title
+        );
+        if query.format == "time_series" {
+            assert_eq!(result.len(), 3, "panel {:?}", query.panel_title);
+            assert_eq!(
+                result[0].columns()[0].name(),
+                "time",
+                "panel {:?}",
+                query.panel_title
+            );
+        }
+    }
+    // Outside the time range the panels are empty: the filter is applied.
+    let later = support::ts("2023-01-01T00:00:00");
+    for query in &queries {
+        let sql = expand_macros(&query.sql, later, later + chrono::Duration::days(1), &[]);
+        assert!(client.query(&sql, &[]).await.unwrap().is_empty(), "{sql}");
+    }
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn data_the_database_refuses_is_a_rejection_and_nothing_is_written() {
+    let db = test_db!("data_the_database_refuses_is_a_rejection_and_nothing_is_written");
+    let good = daily_row("2022-02-01", 1, 0.1);
+    let mut bad = daily_row("2022-02-02", 1, 0.1);
+    bad.window.monitor = "nul\u{0}byte".into();
+    let error = db.store.write(&[good, bad]).await.unwrap_err();
+    assert!(error.is_rejection(), "{error}");
+    let client = db.client().await;
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM window_metrics").await,
+        0
+    );
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_named_without_its_password() {
+    let config: tokio_postgres::Config =
+        "postgres://postgres:hunter2@127.0.0.1:1/streamwatch?connect_timeout=2"
+            .parse()
+            .unwrap();
+    let store = MetricStore::from_config(config, 1).unwrap();
+    let error = store.ping().await.unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.starts_with(
+            "database at postgres://postgres@127.0.0.1:1/streamwatch is unreachable: "
+        ),
+        "{message}"
+    );
+    assert!(!message.contains("hunter2"), "{message}");
+    assert!(!error.is_rejection());
+}
