@@ -201,6 +201,9 @@ mod tests {
         };
         let json = serde_json::to_string(&row).unwrap();
         assert_eq!(serde_json::from_str::<MetricRow>(&json).unwrap(), row);
-        assert_eq!(row.window.message_key(), "taxi/tumbling/86400/86400/2022-02-01T00:00:00");
+        assert_eq!(
+            row.window.message_key(),
+            "taxi/tumbling/86400/86400/2022-02-01T00:00:00"
+        );
     }
 }

@@ -60,7 +60,11 @@ impl KafkaArgs {
         if let Some(ca) = &self.ssl_ca_location {
             config.set("ssl.ca.location", ca);
         }
-        for pair in self.extra_config.split(',').filter(|p| !p.trim().is_empty()) {
+        for pair in self
+            .extra_config
+            .split(',')
+            .filter(|p| !p.trim().is_empty())
+        {
             if let Some((key, value)) = pair.split_once('=') {
                 config.set(key.trim(), value.trim());
             }
@@ -104,6 +108,18 @@ impl KafkaArgs {
     /// A consumer in `group` subscribed to `topics`; offsets are stored by the stage only
     /// after its output was delivered, and committed in the background (at-least-once).
     pub fn consumer(&self, group: &str, topics: &[&str]) -> Result<StreamConsumer> {
+        self.consumer_reporting_eof(group, topics, false)
+    }
+
+    /// Like [`Self::consumer`]; with `partition_eof`, reaching the end of a partition is
+    /// reported as `KafkaError::PartitionEOF` (the monitor uses it to tell a caught-up
+    /// partition from one with a backlog).
+    pub fn consumer_reporting_eof(
+        &self,
+        group: &str,
+        topics: &[&str],
+        partition_eof: bool,
+    ) -> Result<StreamConsumer> {
         let mut config = self.client_config()?;
         config
             .set("group.id", group)
@@ -111,7 +127,10 @@ impl KafkaArgs {
             .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "false")
+            .set(
+                "enable.partition.eof",
+                if partition_eof { "true" } else { "false" },
+            )
             // The classic protocol: Tansu never assigns partitions with the new one.
             .set("group.protocol", "classic")
             .set("session.timeout.ms", "6000")
@@ -125,10 +144,12 @@ impl KafkaArgs {
             what: "consumer",
             source,
         })?;
-        consumer.subscribe(topics).map_err(|source| Error::Subscribe {
-            topic: topics.join(","),
-            source,
-        })?;
+        consumer
+            .subscribe(topics)
+            .map_err(|source| Error::Subscribe {
+                topic: topics.join(","),
+                source,
+            })?;
         Ok(consumer)
     }
 

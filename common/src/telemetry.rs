@@ -114,7 +114,8 @@ async fn prometheus_metrics(State(state): State<AdminState>) -> String {
     metrics::gauge!("streamwatch_uptime_seconds", "stage" => state.stage)
         .set(state.started.elapsed().as_secs_f64());
     if let Some(rss) = resident_memory_bytes() {
-        metrics::gauge!("streamwatch_resident_memory_bytes", "stage" => state.stage).set(rss as f64);
+        metrics::gauge!("streamwatch_resident_memory_bytes", "stage" => state.stage)
+            .set(rss as f64);
     }
     state.handle.render()
 }

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use chrono::NaiveDateTime;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch, StructArray};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Int64Type, Schema, TimeUnit, TimestampMicrosecondType};
+use datafusion::arrow::datatypes::{
+    DataType, Int64Type, Schema, TimeUnit, TimestampMicrosecondType,
+};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use streamwatch_common::events::format_timestamp;
 
@@ -127,7 +129,10 @@ pub async fn aggregate_parquet(
             } else {
                 format!("COUNT(*) - COUNT({column})")
             };
-            select.push(format!("CAST({expr} AS BIGINT) AS missing_{}", missing.len()));
+            select.push(format!(
+                "CAST({expr} AS BIGINT) AS missing_{}",
+                missing.len()
+            ));
             missing.push(MissingCount::Sql);
         }
     }
@@ -221,7 +226,13 @@ fn window_row(
             let column = batch
                 .column_by_name(&format!("counts_{i}"))
                 .expect("every counted column is selected");
-            ValueCounts::from_struct_scalar(column.as_any().downcast_ref::<StructArray>().expect("value_counts returns a struct"), row)
+            ValueCounts::from_struct_scalar(
+                column
+                    .as_any()
+                    .downcast_ref::<StructArray>()
+                    .expect("value_counts returns a struct"),
+                row,
+            )
         })
         .collect();
     let mut number_of_missing_values = 0u64;

@@ -36,7 +36,11 @@ pub struct RunArgs {
     pub mapping: MappingArgs,
 
     /// Reference data (Parquet) with the mapped columns; its profile is built once at start.
-    #[arg(long, env = "MONITOR_REFERENCE", default_value = "data/reference.parquet")]
+    #[arg(
+        long,
+        env = "MONITOR_REFERENCE",
+        default_value = "data/reference.parquet"
+    )]
     pub reference: String,
 
     /// Topic of scored trip events.
@@ -57,7 +61,12 @@ pub struct RunArgs {
 
     /// Windows as SIZE (tumbling) or SIZE/STEP (sliding), units s, m, h, d; repeat or
     /// separate with commas for several (for example `1d,1h,1d/1h`).
-    #[arg(long = "window", env = "MONITOR_WINDOWS", value_delimiter = ',', default_value = "1d")]
+    #[arg(
+        long = "window",
+        env = "MONITOR_WINDOWS",
+        value_delimiter = ',',
+        default_value = "1d"
+    )]
     pub windows: Vec<String>,
 
     /// How far behind the newest event time of a partition events may still arrive before
@@ -87,7 +96,11 @@ pub struct BatchArgs {
     pub mapping: MappingArgs,
 
     /// Reference data (Parquet).
-    #[arg(long, env = "MONITOR_REFERENCE", default_value = "data/reference.parquet")]
+    #[arg(
+        long,
+        env = "MONITOR_REFERENCE",
+        default_value = "data/reference.parquet"
+    )]
     pub reference: String,
 
     /// Current data (Parquet) holding the prediction column.
@@ -95,7 +108,11 @@ pub struct BatchArgs {
     pub current: String,
 
     /// Event-time column of the current data, for --from/--to and --window.
-    #[arg(long, env = "MONITOR_TIME_COLUMN", default_value = "lpep_pickup_datetime")]
+    #[arg(
+        long,
+        env = "MONITOR_TIME_COLUMN",
+        default_value = "lpep_pickup_datetime"
+    )]
     pub time_column: String,
 
     /// Keep current rows at or after this time (2022-02-01 or 2022-02-01T06:00:00).

@@ -177,7 +177,12 @@ impl ValueCounts {
 
 fn list_of(values: ArrayRef) -> ListArray {
     let field = Arc::new(Field::new_list_field(values.data_type().clone(), false));
-    ListArray::new(field, OffsetBuffer::from_lengths([values.len()]), values, None)
+    ListArray::new(
+        field,
+        OffsetBuffer::from_lengths([values.len()]),
+        values,
+        None,
+    )
 }
 
 fn state_fields() -> Fields {
@@ -220,7 +225,8 @@ impl ValueCountsAccumulator {
 
 impl Accumulator for ValueCountsAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> datafusion::error::Result<()> {
-        self.counts.update_array(values[0].as_primitive::<Float64Type>());
+        self.counts
+            .update_array(values[0].as_primitive::<Float64Type>());
         Ok(())
     }
 
@@ -281,8 +287,14 @@ mod tests {
     #[test]
     fn update_merge_and_retract_are_exact() {
         let mut a = ValueCountsAccumulator::default();
-        a.update_batch(&[array(&[Some(1.0), Some(2.0), None, Some(f64::NAN), Some(-0.0)])])
-            .unwrap();
+        a.update_batch(&[array(&[
+            Some(1.0),
+            Some(2.0),
+            None,
+            Some(f64::NAN),
+            Some(-0.0),
+        ])])
+        .unwrap();
         let mut b = ValueCountsAccumulator::default();
         b.update_batch(&[array(&[Some(2.0), Some(0.0), Some(f64::INFINITY)])])
             .unwrap();
@@ -312,10 +324,14 @@ mod tests {
     #[test]
     fn evaluate_round_trips_through_the_struct() {
         let mut a = ValueCountsAccumulator::default();
-        a.update_batch(&[array(&[Some(3.5), Some(3.5), None])]).unwrap();
+        a.update_batch(&[array(&[Some(3.5), Some(3.5), None])])
+            .unwrap();
         let ScalarValue::Struct(result) = a.evaluate().unwrap() else {
             panic!("value_counts returns a struct")
         };
-        assert_eq!(ValueCounts::from_struct_scalar(&result, 0), a.counts().clone());
+        assert_eq!(
+            ValueCounts::from_struct_scalar(&result, 0),
+            a.counts().clone()
+        );
     }
 }

@@ -156,7 +156,9 @@ pub fn parse_event_time(text: &str) -> Option<i64> {
             micros = digits(20..b.len())? * 10i64.pow((26 - b.len()) as u32);
         }
         // NaiveDate's default is 1970-01-01.
-        let days = date.signed_duration_since(chrono::NaiveDate::default()).num_days();
+        let days = date
+            .signed_duration_since(chrono::NaiveDate::default())
+            .num_days();
         Some(((days * 86_400 + h * 3600 + m * 60 + s) * 1_000_000) + micros)
     };
     fast().or_else(|| {
@@ -184,7 +186,9 @@ impl<'de> Visitor<'de> for EventVisitor<'_> {
             let key = key.as_str();
             if key == EVENT_TIME {
                 let value: Option<String> = map.next_value().map_err(|_| {
-                    de::Error::custom(format!("field \"{EVENT_TIME}\": expected a timestamp string"))
+                    de::Error::custom(format!(
+                        "field \"{EVENT_TIME}\": expected a timestamp string"
+                    ))
                 })?;
                 *self.event_time = value;
             } else if key == TRIP_ID {
@@ -366,7 +370,11 @@ mod tests {
         assert_eq!(e.values, vec![Some(7.5), Some(12.0)]);
         assert_eq!(e.trip_id.as_deref(), Some("f:1"));
         assert_eq!(e.event_time_us, 1_643_673_752_000_000);
-        let missing: Vec<(&str, bool)> = e.cells.iter().map(|(id, m)| (d.column_name(*id), *m)).collect();
+        let missing: Vec<(&str, bool)> = e
+            .cells
+            .iter()
+            .map(|(id, m)| (d.column_name(*id), *m))
+            .collect();
         assert_eq!(
             missing,
             vec![
@@ -385,11 +393,27 @@ mod tests {
         let mut e = DecodedEvent::default();
         let cases: [(&[u8], &str, &str); 6] = [
             (b"[1,2]", "invalid_json", "a JSON object"),
-            (b"{\"event_time\":\"2022-02-01T00:00:00\",\"fare_amount\":\"12\"}", "invalid_field", "field \"fare_amount\": expected a number or null, got a string"),
-            (b"{\"fare_amount\":1}", "missing_event_time", "\"event_time\" is missing"),
-            (b"{\"event_time\":\"yesterday\"}", "invalid_event_time", "not a timestamp"),
+            (
+                b"{\"event_time\":\"2022-02-01T00:00:00\",\"fare_amount\":\"12\"}",
+                "invalid_field",
+                "field \"fare_amount\": expected a number or null, got a string",
+            ),
+            (
+                b"{\"fare_amount\":1}",
+                "missing_event_time",
+                "\"event_time\" is missing",
+            ),
+            (
+                b"{\"event_time\":\"yesterday\"}",
+                "invalid_event_time",
+                "not a timestamp",
+            ),
             (b"\xff\xfe", "invalid_utf8", "UTF-8"),
-            (b"{\"event_time\":\"2022-02-01T00:00:00\"} trailing", "invalid_json", "trailing"),
+            (
+                b"{\"event_time\":\"2022-02-01T00:00:00\"} trailing",
+                "invalid_json",
+                "trailing",
+            ),
         ];
         for (bytes, kind, text) in cases {
             let err = d.decode(bytes, &mut e).unwrap_err();

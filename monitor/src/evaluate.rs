@@ -44,7 +44,11 @@ impl ReferenceColumn {
     pub fn new(sample: ColumnSample) -> Self {
         let raw = sample.counts.distribution();
         let finite = raw.without_infinite();
-        Self { sample, raw, finite }
+        Self {
+            sample,
+            raw,
+            finite,
+        }
     }
 
     /// What the dataset path tests: Evidently drops NaN and ±inf only from a column that has
@@ -137,7 +141,7 @@ pub fn evaluate(
         share_of_drifted_columns,
         dataset_drift: share_of_drifted_columns >= mapping.drift_share,
         columns,
-    quantiles,
+        quantiles,
     }
 }
 
@@ -164,7 +168,11 @@ fn dataset_path_drift(
 
 /// ColumnDriftMetric's path (`metrics/data_drift/column_drift_metric.py`): ±inf always
 /// become NaN and are dropped; the prediction's type comes from `_get_column_type`.
-fn column_metric_drift(name: &str, reference: &ReferenceColumn, current: &ColumnSample) -> ColumnDrift {
+fn column_metric_drift(
+    name: &str,
+    reference: &ReferenceColumn,
+    current: &ColumnSample,
+) -> ColumnDrift {
     let current_raw = current.counts.distribution();
     let column_type = prediction_type_column_metric(reference, current, &current_raw);
     run_test(
@@ -262,7 +270,11 @@ fn run_test(
     if reference.total() == 0 || current.total() == 0 {
         // Evidently raises "An empty column was provided" for the whole report; a stream
         // reports the one column as untestable instead.
-        let side = if reference.total() == 0 { "reference" } else { "current" };
+        let side = if reference.total() == 0 {
+            "reference"
+        } else {
+            "current"
+        };
         drift.error = Some(format!("no values in the {side} data after cleaning"));
         return drift;
     }

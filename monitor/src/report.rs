@@ -20,7 +20,11 @@ fn from_micros(us: i64) -> NaiveDateTime {
 }
 
 /// The metric row of an emitted window.
-pub fn metric_row(mapping: &ColumnMapping, window: &ReadyWindow, metrics: WindowMetrics) -> MetricRow {
+pub fn metric_row(
+    mapping: &ColumnMapping,
+    window: &ReadyWindow,
+    metrics: WindowMetrics,
+) -> MetricRow {
     MetricRow {
         window: WindowKey {
             monitor: mapping.monitor_name.clone(),
@@ -66,7 +70,11 @@ pub struct BatchWindow {
 fn parse_bound(text: &Option<String>) -> Result<Option<NaiveDateTime>> {
     text.as_deref()
         .map(|t| {
-            let full = if t.len() == 10 { format!("{t}T00:00:00") } else { t.to_owned() };
+            let full = if t.len() == 10 {
+                format!("{t}T00:00:00")
+            } else {
+                t.to_owned()
+            };
             parse_timestamp(&full).map_err(MonitorError::from)
         })
         .transpose()

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -78,7 +79,9 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
     tokio::task::spawn_blocking(move || kafka.check_reachable(Duration::from_secs(10)))
         .await
         .expect("connectivity probe does not panic")?;
-    let consumer = args.kafka.consumer(&args.group, &[&args.input_topic])?;
+    let consumer = args
+        .kafka
+        .consumer_reporting_eof(&args.group, &[&args.input_topic], true)?;
     let producer = args.kafka.producer()?;
     let dead_letters = DeadLetters::new(producer.clone(), &args.dead_letter_topic, "monitor");
     let outputs = Outputs {
@@ -101,7 +104,17 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
         event: DecodedEvent::default(),
         next_offsets: FxHashMap::default(),
     };
-    let result = consume(&args, &consumer, &dead_letters, &outputs, &mapping, &reference, &mut state, &shutdown).await;
+    let result = consume(
+        &args,
+        &consumer,
+        &dead_letters,
+        &outputs,
+        &mapping,
+        &reference,
+        &mut state,
+        &shutdown,
+    )
+    .await;
 
     readiness.set(false);
     store_offsets(&consumer, &args.input_topic, &state);
@@ -112,7 +125,10 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
     if let Err(error) = producer.flush(Duration::from_secs(30)) {
         tracing::warn!(%error, "producer flush at shutdown failed");
     }
-    tracing::info!(open_windows = state.operator.open_windows(), "monitor stopped");
+    tracing::info!(
+        open_windows = state.operator.open_windows(),
+        "monitor stopped"
+    );
     result
 }
 
@@ -147,6 +163,10 @@ async fn consume(
                 _ = shutdown.cancelled() => { stopping = true; break; }
                 received = tokio::time::timeout_at(deadline, consumer.recv()) => match received {
                     Err(_) => break,
+                    Ok(Err(KafkaError::PartitionEOF(partition))) => {
+                        state.watermarks.reached_end(partition, Instant::now());
+                        continue;
+                    }
                     Ok(Err(error)) => {
                         tracing::warn!(%error, "consumer error");
                         break;
@@ -175,7 +195,13 @@ async fn consume(
                         offset,
                     };
                     dead_letters
-                        .send(error.kind, &error.reason, Some(origin), message.key(), payload)
+                        .send(
+                            error.kind,
+                            &error.reason,
+                            Some(origin),
+                            message.key(),
+                            payload,
+                        )
                         .await?;
                 }
             }
@@ -193,6 +219,7 @@ async fn process(
     reference: &[ReferenceColumn],
     state: &mut LoopState,
 ) -> Result<()> {
+    track_assignment(consumer, &args.input_topic, &mut state.watermarks);
     let before = state.watermarks.current();
     let stats = state.operator.ingest(&state.batch, before);
     if stats.late_dropped > 0 {
@@ -232,11 +259,34 @@ async fn process(
     Ok(())
 }
 
+/// Partitions assigned to this instance hold the watermark back until they deliver
+/// events or are caught up; revoked ones stop counting.
+fn track_assignment(consumer: &StreamConsumer, topic: &str, watermarks: &mut Watermarks) {
+    let Ok(assignment) = consumer.assignment() else {
+        return;
+    };
+    let owned: Vec<i32> = assignment
+        .elements_for_topic(topic)
+        .iter()
+        .map(|e| e.partition())
+        .collect();
+    if owned.is_empty() {
+        return;
+    }
+    let now = Instant::now();
+    for partition in &owned {
+        watermarks.assign(*partition, now);
+    }
+    watermarks.retain_partitions(|p| owned.contains(&p));
+}
+
 fn store_offsets(consumer: &StreamConsumer, topic: &str, state: &LoopState) {
     let mut positions = TopicPartitionList::new();
     for (&partition, &next) in &state.next_offsets {
         let position = state.operator.commit_position(partition, next);
-        if let Err(error) = positions.add_partition_offset(topic, partition, Offset::Offset(position)) {
+        if let Err(error) =
+            positions.add_partition_offset(topic, partition, Offset::Offset(position))
+        {
             tracing::warn!(%error, partition, "offset position rejected");
         }
     }

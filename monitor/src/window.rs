@@ -77,10 +77,14 @@ impl WindowSpec {
 /// Parses `90s`, `15m`, `1h`, `1d` into microseconds.
 pub fn parse_duration(text: &str) -> Result<i64> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: i64 = number.parse().map_err(|_| {
-        MonitorError::Config(format!("duration {text:?} must look like 30s, 15m, 1h or 1d"))
+        MonitorError::Config(format!(
+            "duration {text:?} must look like 30s, 15m, 1h or 1d"
+        ))
     })?;
     let seconds = match unit {
         "s" | "" => 1,
@@ -94,7 +98,9 @@ pub fn parse_duration(text: &str) -> Result<i64> {
         }
     };
     if number <= 0 {
-        return Err(MonitorError::Config(format!("duration {text:?} must be positive")));
+        return Err(MonitorError::Config(format!(
+            "duration {text:?} must be positive"
+        )));
     }
     Ok(number * seconds * MICROS_PER_SECOND)
 }
@@ -164,7 +170,9 @@ struct Pane {
 impl Pane {
     fn new(columns: usize) -> Self {
         Self {
-            columns: (0..columns).map(|_| ValueCountsAccumulator::default()).collect(),
+            columns: (0..columns)
+                .map(|_| ValueCountsAccumulator::default())
+                .collect(),
             ..Self::default()
         }
     }
@@ -201,11 +209,27 @@ struct SpecState {
     revisions: BTreeMap<i64, u32>,
 }
 
+/// What the watermark knows of one partition.
+#[derive(Debug, Clone, Copy)]
+struct PartitionClock {
+    /// Highest event time seen (`i64::MIN` before the first event).
+    max_time_us: i64,
+    /// When the partition last delivered an event, or was assigned.
+    last_seen: Instant,
+    /// The consumer has read everything the partition holds (partition EOF).
+    caught_up: bool,
+}
+
 /// Tracks the watermark: the minimum over active partitions of (highest event time seen
 /// minus the allowed lateness). It never moves back.
+///
+/// A partition is idle, and stops holding the watermark back, only when the consumer has
+/// caught up with it *and* it delivered nothing for the idle timeout: a partition with a
+/// backlog is never idle, however long the consumer is busy elsewhere. An assigned
+/// partition that has delivered nothing yet holds the watermark at its start.
 #[derive(Debug)]
 pub struct Watermarks {
-    partitions: FxHashMap<i32, (i64, Instant)>,
+    partitions: FxHashMap<i32, PartitionClock>,
     lateness_us: i64,
     idle_timeout: Duration,
     current: i64,
@@ -221,10 +245,29 @@ impl Watermarks {
         }
     }
 
+    /// Registers a partition assigned to this instance (no-op when known).
+    pub fn assign(&mut self, partition: i32, now: Instant) {
+        self.partitions.entry(partition).or_insert(PartitionClock {
+            max_time_us: i64::MIN,
+            last_seen: now,
+            caught_up: false,
+        });
+    }
+
     pub fn observe(&mut self, partition: i32, time_us: i64, now: Instant) {
-        let entry = self.partitions.entry(partition).or_insert((i64::MIN, now));
-        entry.0 = entry.0.max(time_us);
-        entry.1 = now;
+        self.assign(partition, now);
+        let clock = self.partitions.get_mut(&partition).expect("just assigned");
+        clock.max_time_us = clock.max_time_us.max(time_us);
+        clock.last_seen = now;
+        clock.caught_up = false;
+    }
+
+    /// The consumer reached the end of a partition.
+    pub fn reached_end(&mut self, partition: i32, now: Instant) {
+        self.assign(partition, now);
+        if let Some(clock) = self.partitions.get_mut(&partition) {
+            clock.caught_up = true;
+        }
     }
 
     /// Forgets partitions this instance no longer owns (after a rebalance).
@@ -232,14 +275,17 @@ impl Watermarks {
         self.partitions.retain(|p, _| owned(*p));
     }
 
-    /// Recomputes the watermark; partitions idle for longer than the idle timeout do not
-    /// hold it back.
+    fn is_idle(&self, clock: &PartitionClock, now: Instant) -> bool {
+        clock.caught_up && now.duration_since(clock.last_seen) >= self.idle_timeout
+    }
+
+    /// Recomputes the watermark from the partitions that are not idle.
     pub fn advance(&mut self, now: Instant) -> i64 {
         let active = self
             .partitions
             .values()
-            .filter(|(_, seen)| now.duration_since(*seen) < self.idle_timeout)
-            .map(|(max, _)| max.saturating_sub(self.lateness_us))
+            .filter(|clock| !self.is_idle(clock, now))
+            .map(|clock| clock.max_time_us.saturating_sub(self.lateness_us))
             .min();
         if let Some(candidate) = active {
             self.current = self.current.max(candidate);
@@ -253,7 +299,7 @@ impl Watermarks {
             && self
                 .partitions
                 .values()
-                .all(|(_, seen)| now.duration_since(*seen) >= self.idle_timeout)
+                .all(|clock| self.is_idle(clock, now))
     }
 
     pub fn current(&self) -> i64 {
@@ -322,7 +368,11 @@ impl WindowOperator {
                     end += 1;
                 }
                 let pane_start = pane_index * spec.step_us;
-                if pane_start.saturating_add(spec.size_us).saturating_add(horizon) <= watermark {
+                if pane_start
+                    .saturating_add(spec.size_us)
+                    .saturating_add(horizon)
+                    <= watermark
+                {
                     stats.late_dropped += (end - row) as u64;
                     row = end;
                     continue;
@@ -398,7 +448,9 @@ impl WindowOperator {
         let horizon = self.horizon_us;
         for state in &mut self.specs {
             let spec = state.spec;
-            let closed = |start: i64| start.saturating_add(spec.size_us).saturating_add(horizon) <= watermark;
+            let closed = |start: i64| {
+                start.saturating_add(spec.size_us).saturating_add(horizon) <= watermark
+            };
             state.panes.retain(|pane, _| !closed(pane * spec.step_us));
             state.revisions.retain(|start, _| !closed(*start));
         }
@@ -461,5 +513,226 @@ fn merge_panes<'a>(panes: impl Iterator<Item = &'a Pane>, columns: usize) -> Win
             .into_iter()
             .map(|c| ColumnSample::new(c, false))
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: i64 = 3600 * MICROS_PER_SECOND;
+
+    fn event(time_us: i64, value: f64, cells: &[(u32, bool)]) -> DecodedEvent {
+        DecodedEvent {
+            event_time_us: time_us,
+            trip_id: None,
+            values: vec![Some(value)],
+            cells: cells.to_vec(),
+        }
+    }
+
+    fn batch(events: &[(i64, f64)], first_offset: i64) -> MicroBatch {
+        let mut batch = MicroBatch::default();
+        for (i, (time, value)) in events.iter().enumerate() {
+            batch.push(
+                &event(*time, *value, &[(0, false), (1, *value < 0.0)]),
+                0,
+                first_offset + i as i64,
+            );
+        }
+        batch
+    }
+
+    #[test]
+    fn parses_window_specs() {
+        assert_eq!(
+            WindowSpec::parse("1d").unwrap(),
+            WindowSpec {
+                size_us: 24 * HOUR,
+                step_us: 24 * HOUR
+            }
+        );
+        let sliding = WindowSpec::parse("1d/1h").unwrap();
+        assert_eq!(sliding.kind(), WindowKind::Sliding);
+        assert_eq!(sliding.panes_per_window(), 24);
+        assert!(WindowSpec::parse("1d/7h").is_err());
+        assert!(WindowSpec::parse("1w").is_err());
+        assert!(WindowSpec::parse("0s").is_err());
+    }
+
+    #[test]
+    fn every_event_lands_in_the_windows_containing_it() {
+        let spec = WindowSpec::parse("3h/1h").unwrap();
+        for time in [-5 * HOUR + 17, 0, 1, HOUR - 1, HOUR, 7 * HOUR + 12_345] {
+            let starts: Vec<i64> = spec.windows_of_pane(spec.pane_of(time)).collect();
+            assert_eq!(starts.len(), 3);
+            for start in &starts {
+                assert!(
+                    *start <= time && time < start + spec.size_us,
+                    "{time} not in [{start}, +3h)"
+                );
+            }
+            // And no other window contains it.
+            let all: Vec<i64> = (-10..10)
+                .map(|k| k * HOUR)
+                .filter(|s| *s <= time && time < s + spec.size_us)
+                .collect();
+            let mut sorted = starts.clone();
+            sorted.sort();
+            assert_eq!(sorted, all);
+        }
+    }
+
+    #[test]
+    fn tumbling_windows_close_on_the_watermark_and_reemit_late_events() {
+        let spec = WindowSpec::parse("1h").unwrap();
+        let mut op = WindowOperator::new(&[spec], 1, HOUR);
+        let stats = op.ingest(
+            &batch(&[(10, 1.0), (20, -2.0), (HOUR + 5, 3.0)], 0),
+            i64::MIN,
+        );
+        assert_eq!(
+            stats,
+            IngestStats {
+                assigned: 3,
+                late_dropped: 0
+            }
+        );
+        // The watermark has not passed the first hour's end yet.
+        assert!(op.take_ready(HOUR - 1, false).is_empty());
+        let ready = op.take_ready(HOUR, false);
+        assert_eq!(ready.len(), 1);
+        let first = &ready[0];
+        assert_eq!(
+            (first.start_us, first.revision, first.data.row_count),
+            (0, 1, 2)
+        );
+        assert_eq!(first.data.number_of_columns, 2);
+        assert_eq!(first.data.number_of_missing_values, 1);
+        let d = first.data.columns[0].counts.distribution();
+        assert_eq!(d.values(), &[-2.0, 1.0]);
+
+        // A late event inside the update horizon re-emits the window as revision 2.
+        op.ingest(&batch(&[(30, 4.0)], 3), HOUR + 10);
+        let ready = op.take_ready(HOUR + 10, false);
+        assert_eq!(ready.len(), 1);
+        assert_eq!(
+            (
+                ready[0].start_us,
+                ready[0].revision,
+                ready[0].data.row_count
+            ),
+            (0, 2, 3)
+        );
+
+        // Past the horizon the pane is evicted and a late event is dropped.
+        op.evict(2 * HOUR);
+        let stats = op.ingest(&batch(&[(40, 5.0)], 4), 2 * HOUR);
+        assert_eq!(
+            stats,
+            IngestStats {
+                assigned: 0,
+                late_dropped: 1
+            }
+        );
+        // The second hour is still open; a flush emits it early.
+        let flushed = op.take_ready(2 * HOUR - 1, true);
+        assert_eq!(flushed.len(), 1);
+        assert_eq!(flushed[0].start_us, HOUR);
+    }
+
+    #[test]
+    fn sliding_windows_equal_a_from_scratch_computation() {
+        let spec = WindowSpec::parse("3h/1h").unwrap();
+        let events: Vec<(i64, f64)> = (0..200)
+            .map(|i| (i * 97 * MICROS_PER_SECOND * 7, (i % 13) as f64))
+            .collect();
+        let mut op = WindowOperator::new(&[spec], 1, 0);
+        op.ingest(&batch(&events, 0), i64::MIN);
+        let ready = op.take_ready(i64::MAX, false);
+        assert!(!ready.is_empty());
+        for window in ready {
+            let mut expected = ValueCounts::default();
+            let mut rows = 0;
+            for (time, value) in &events {
+                if *time >= window.start_us && *time < window.start_us + spec.size_us {
+                    expected.add(Some(*value));
+                    rows += 1;
+                }
+            }
+            assert_eq!(window.data.row_count, rows);
+            assert_eq!(window.data.columns[0].counts, expected);
+        }
+    }
+
+    #[test]
+    fn out_of_order_input_gives_the_same_windows() {
+        let spec = WindowSpec::parse("2h/1h").unwrap();
+        let events: Vec<(i64, f64)> = (0..100)
+            .map(|i| (i * 211 * MICROS_PER_SECOND * 5, (i % 7) as f64))
+            .collect();
+        let mut shuffled = events.clone();
+        shuffled.reverse();
+        shuffled.swap(3, 50);
+        let run = |input: &[(i64, f64)]| {
+            let mut op = WindowOperator::new(&[spec], 1, 0);
+            op.ingest(&batch(input, 0), i64::MIN);
+            op.take_ready(i64::MAX, false)
+                .into_iter()
+                .map(|w| {
+                    (
+                        w.start_us,
+                        w.data.row_count,
+                        w.data.columns[0].counts.clone(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(&events), run(&shuffled));
+    }
+
+    #[test]
+    fn commit_position_waits_for_kept_panes() {
+        let spec = WindowSpec::parse("1h").unwrap();
+        let mut op = WindowOperator::new(&[spec], 1, 0);
+        op.ingest(&batch(&[(10, 1.0), (HOUR + 1, 2.0)], 100), i64::MIN);
+        assert_eq!(op.commit_position(0, 102), 100);
+        op.take_ready(HOUR, false);
+        op.evict(HOUR);
+        assert_eq!(op.commit_position(0, 102), 101);
+        assert_eq!(op.commit_position(7, 5), 5);
+    }
+
+    #[test]
+    fn watermark_waits_for_partitions_with_a_backlog() {
+        let start = Instant::now();
+        let later = |s: u64| start + Duration::from_secs(s);
+        let mut w = Watermarks::new(10, Duration::from_secs(5));
+        w.assign(2, start);
+        w.observe(0, 1_000, start);
+        w.observe(1, 500, start);
+        // Partition 2 was assigned but has delivered nothing: it holds the watermark.
+        assert_eq!(w.advance(start), i64::MIN);
+        w.reached_end(2, start);
+        assert_eq!(w.advance(later(1)), i64::MIN, "not idle before the timeout");
+        assert_eq!(w.advance(later(6)), 490);
+        // Partition 1 is silent but not caught up (a backlog): it still counts.
+        w.observe(0, 2_000, later(7));
+        assert_eq!(w.advance(later(20)), 490);
+        w.reached_end(1, later(20));
+        w.reached_end(0, later(20));
+        // Everything caught up and silent: the watermark stays, and the stream is idle.
+        assert_eq!(w.advance(later(21)), 490);
+        assert!(w.all_idle(later(21)));
+        // Once partition 1 is caught up and idle, only partition 0 counts.
+        w.observe(0, 3_000, later(30));
+        assert_eq!(w.advance(later(30)), 2_990);
+        // It never moves back.
+        w.observe(3, 100, later(31));
+        assert_eq!(w.advance(later(31)), 2_990);
+        assert!(!w.all_idle(later(31)));
+        w.reached_end(0, later(31));
+        w.reached_end(3, later(31));
+        assert!(w.all_idle(later(40)));
     }
 }

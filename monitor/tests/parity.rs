@@ -13,7 +13,10 @@ use streamwatch_monitor::mapping::{ColumnMapping, MappingArgs};
 use streamwatch_monitor::MonitorError;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn golden_float(value: &Value) -> Option<f64> {
@@ -47,11 +50,31 @@ fn strings(value: &Value) -> Vec<String> {
 
 fn check_column(case: &str, expected: &Value, actual: &ColumnDrift) {
     let what = format!("{case} {}", actual.column);
-    assert_eq!(actual.column_type, expected["column_type"].as_str().unwrap(), "{what}: type");
-    assert_eq!(actual.stattest, expected["stattest"].as_str().unwrap(), "{what}: test");
-    assert_eq!(actual.threshold, expected["threshold"].as_f64().unwrap(), "{what}: threshold");
-    assert_eq!(actual.drift_detected, expected["drift_detected"].as_bool().unwrap(), "{what}: drift flag");
-    assert_close(&format!("{what}: score"), golden_float(&expected["drift_score"]), actual.score);
+    assert_eq!(
+        actual.column_type,
+        expected["column_type"].as_str().unwrap(),
+        "{what}: type"
+    );
+    assert_eq!(
+        actual.stattest,
+        expected["stattest"].as_str().unwrap(),
+        "{what}: test"
+    );
+    assert_eq!(
+        actual.threshold,
+        expected["threshold"].as_f64().unwrap(),
+        "{what}: threshold"
+    );
+    assert_eq!(
+        actual.drift_detected,
+        expected["drift_detected"].as_bool().unwrap(),
+        "{what}: drift flag"
+    );
+    assert_close(
+        &format!("{what}: score"),
+        golden_float(&expected["drift_score"]),
+        actual.score,
+    );
 }
 
 async fn check_file(file: &str, scored: &mut Option<PathBuf>) -> usize {
@@ -66,7 +89,13 @@ async fn check_file(file: &str, scored: &mut Option<PathBuf>) -> usize {
             .as_array()
             .map(|qs| {
                 qs.iter()
-                    .map(|q| format!("{}:{}", q["column"].as_str().unwrap(), q["quantile"].as_f64().unwrap()))
+                    .map(|q| {
+                        format!(
+                            "{}:{}",
+                            q["column"].as_str().unwrap(),
+                            q["quantile"].as_f64().unwrap()
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -86,7 +115,8 @@ async fn check_file(file: &str, scored: &mut Option<PathBuf>) -> usize {
             // The February file is scored once with the committed model, as the scorer would.
             if scored.is_none() {
                 let model = streamwatch_scorer::LinearModel::load(repo().join(model)).unwrap();
-                let out = std::env::temp_dir().join(format!("parity-scored-{}.parquet", std::process::id()));
+                let out = std::env::temp_dir()
+                    .join(format!("parity-scored-{}.parquet", std::process::id()));
                 streamwatch_scorer::score_file(&model, &current_path, &out).unwrap();
                 *scored = Some(out);
             }
@@ -99,47 +129,104 @@ async fn check_file(file: &str, scored: &mut Option<PathBuf>) -> usize {
             to: bound("end"),
             window_seconds: None,
         };
-        let reference = reference_from_parquet(reference_path.to_str().unwrap(), &mapping).await.unwrap();
-        let windows = aggregate_parquet(current_path.to_str().unwrap(), &mapping, &slice, |reason| {
-            MonitorError::Current { path: current_path.display().to_string(), reason }
-        })
-        .await
-        .unwrap();
+        let reference = reference_from_parquet(reference_path.to_str().unwrap(), &mapping)
+            .await
+            .unwrap();
+        let windows =
+            aggregate_parquet(current_path.to_str().unwrap(), &mapping, &slice, |reason| {
+                MonitorError::Current {
+                    path: current_path.display().to_string(),
+                    reason,
+                }
+            })
+            .await
+            .unwrap();
         let data = windows.into_values().next().expect("one window");
         let metrics = evaluate(&mapping, &reference, &data);
 
         if let Some(error) = case["expected_error"].as_str() {
             // Evidently refuses the whole report; the monitor reports the column as untestable.
             assert!(
-                metrics.columns.iter().any(|c| c.error.is_some() && c.score.is_none() && !c.drift_detected),
+                metrics
+                    .columns
+                    .iter()
+                    .any(|c| c.error.is_some() && c.score.is_none() && !c.drift_detected),
                 "{name}: Evidently raised {error:?}; expected an untestable column, got {:?}",
                 metrics.columns
             );
             continue;
         }
 
-        assert_eq!(metrics.row_count, expected["row_count"].as_u64().unwrap(), "{name}: rows");
-        assert_eq!(u64::from(metrics.number_of_columns), expected["number_of_columns"].as_u64().unwrap(), "{name}: columns");
-        assert_eq!(metrics.number_of_missing_values, expected["number_of_missing_values"].as_u64().unwrap(), "{name}: missing cells");
-        assert_close(&format!("{name}: missing share"), golden_float(&expected["share_of_missing_values"]), metrics.share_of_missing_values);
-        assert_eq!(u64::from(metrics.number_of_drifted_columns), expected["number_of_drifted_columns"].as_u64().unwrap(), "{name}: drifted columns");
-        assert_close(&format!("{name}: drifted share"), golden_float(&expected["share_of_drifted_columns"]), Some(metrics.share_of_drifted_columns));
-        assert_eq!(metrics.dataset_drift, expected["dataset_drift"].as_bool().unwrap(), "{name}: dataset drift");
+        assert_eq!(
+            metrics.row_count,
+            expected["row_count"].as_u64().unwrap(),
+            "{name}: rows"
+        );
+        assert_eq!(
+            u64::from(metrics.number_of_columns),
+            expected["number_of_columns"].as_u64().unwrap(),
+            "{name}: columns"
+        );
+        assert_eq!(
+            metrics.number_of_missing_values,
+            expected["number_of_missing_values"].as_u64().unwrap(),
+            "{name}: missing cells"
+        );
+        assert_close(
+            &format!("{name}: missing share"),
+            golden_float(&expected["share_of_missing_values"]),
+            metrics.share_of_missing_values,
+        );
+        assert_eq!(
+            u64::from(metrics.number_of_drifted_columns),
+            expected["number_of_drifted_columns"].as_u64().unwrap(),
+            "{name}: drifted columns"
+        );
+        assert_close(
+            &format!("{name}: drifted share"),
+            golden_float(&expected["share_of_drifted_columns"]),
+            Some(metrics.share_of_drifted_columns),
+        );
+        assert_eq!(
+            metrics.dataset_drift,
+            expected["dataset_drift"].as_bool().unwrap(),
+            "{name}: dataset drift"
+        );
 
         let golden_columns = expected["columns"].as_array().unwrap();
-        assert_eq!(golden_columns.len(), metrics.columns.len(), "{name}: column count");
+        assert_eq!(
+            golden_columns.len(),
+            metrics.columns.len(),
+            "{name}: column count"
+        );
         for golden in golden_columns {
             let column = golden["column"].as_str().unwrap();
-            let actual = metrics.columns.iter().find(|c| c.column == column).unwrap_or_else(|| panic!("{name}: no result for {column}"));
+            let actual = metrics
+                .columns
+                .iter()
+                .find(|c| c.column == column)
+                .unwrap_or_else(|| panic!("{name}: no result for {column}"));
             check_column(name, golden, actual);
         }
         let prediction = metrics.prediction_drift.as_ref().expect("prediction drift");
-        check_column(&format!("{name} (ColumnDriftMetric)"), &expected["prediction_drift"], prediction);
+        check_column(
+            &format!("{name} (ColumnDriftMetric)"),
+            &expected["prediction_drift"],
+            prediction,
+        );
 
         for golden in expected["quantiles"].as_array().into_iter().flatten() {
             let column = golden["column"].as_str().unwrap();
-            let actual = metrics.quantiles.iter().find(|q| q.column == column).unwrap();
-            assert_close(&format!("{name}: quantile of {column}"), golden_float(&golden["value"]), actual.value);
+            let actual = metrics
+                .quantiles
+                .iter()
+                .find(|q| q.column == column)
+                .unwrap();
+            assert_close(
+                &format!("{name}: quantile of {column}"),
+                golden_float(&golden["value"]),
+                actual.value,
+            );
         }
     }
     cases.len()
@@ -148,7 +235,10 @@ async fn check_file(file: &str, scored: &mut Option<PathBuf>) -> usize {
 #[tokio::test]
 async fn february_days_match_evidently() {
     let mut scored = None;
-    assert_eq!(check_file("tests/golden/feb-2022-daily.json", &mut scored).await, 28);
+    assert_eq!(
+        check_file("tests/golden/feb-2022-daily.json", &mut scored).await,
+        28
+    );
     if let Some(path) = scored {
         let _ = std::fs::remove_file(path);
     }
@@ -157,5 +247,8 @@ async fn february_days_match_evidently() {
 #[tokio::test]
 async fn synthetic_edge_cases_match_evidently() {
     let cases = check_file("tests/golden/synthetic.json", &mut None).await;
-    assert!(cases >= 10, "expected the full synthetic suite, found {cases} cases");
+    assert!(
+        cases >= 10,
+        "expected the full synthetic suite, found {cases} cases"
+    );
 }

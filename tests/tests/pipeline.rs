@@ -20,13 +20,20 @@ use serde_json::Value;
 use streamwatch_common::events::{HEADER_DLQ_REASON, HEADER_DLQ_STAGE};
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// The folder holding the workspace's binaries: the test executable lives in `deps/` below it.
 fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+fn as_refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }
 
 struct Stage {
@@ -38,7 +45,10 @@ impl Stage {
     fn spawn(name: &'static str, args: &[&str], log_dir: &Path) -> Result<Self> {
         let binary = bin_dir().join(name);
         if !binary.exists() {
-            bail!("{} is missing: run `cargo build --workspace --bins` first", binary.display());
+            bail!(
+                "{} is missing: run `cargo build --workspace --bins` first",
+                binary.display()
+            );
         }
         let log = std::fs::File::create(log_dir.join(format!("{name}.log")))?;
         let child = Command::new(&binary)
@@ -105,15 +115,24 @@ async fn connect(url: &str) -> Result<tokio_postgres::Client> {
 /// A fresh database for this run, so the test sees only its own rows.
 async fn fresh_database(base_url: &str, name: &str) -> Result<String> {
     let admin = connect(base_url).await?;
-    admin.batch_execute(&format!("CREATE DATABASE {name}")).await?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await?;
     let (prefix, _) = base_url
         .rsplit_once('/')
         .context("DATABASE_URL must end with /<database>")?;
-    let query = base_url.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
+    let query = base_url
+        .split_once('?')
+        .map(|(_, q)| format!("?{q}"))
+        .unwrap_or_default();
     Ok(format!("{prefix}/{name}{query}"))
 }
 
-async fn dead_letters(brokers: &str, topic: &str, expected: usize) -> Result<Vec<(String, String)>> {
+async fn dead_letters(
+    brokers: &str,
+    topic: &str,
+    expected: usize,
+) -> Result<Vec<(String, String)>> {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("{topic}-check"))
@@ -128,7 +147,9 @@ async fn dead_letters(brokers: &str, topic: &str, expected: usize) -> Result<Vec
     while found.len() < expected {
         let message = tokio::time::timeout_at(deadline, consumer.recv())
             .await
-            .with_context(|| format!("only {} of {expected} dead letters arrived", found.len()))??;
+            .with_context(|| {
+                format!("only {} of {expected} dead letters arrived", found.len())
+            })??;
         let headers = message.headers().context("dead letters carry headers")?;
         let header = |name: &str| {
             headers
@@ -145,36 +166,110 @@ async fn dead_letters(brokers: &str, topic: &str, expected: usize) -> Result<Vec
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn february_replay_matches_evidently_in_postgres() -> Result<()> {
-    let (Ok(brokers), Ok(database_url)) = (std::env::var("KAFKA_BROKERS"), std::env::var("DATABASE_URL")) else {
+    let (Ok(brokers), Ok(database_url)) = (
+        std::env::var("KAFKA_BROKERS"),
+        std::env::var("DATABASE_URL"),
+    ) else {
         eprintln!("skipped: set KAFKA_BROKERS and DATABASE_URL (scripts/services.sh up) to run the end-to-end test");
         return Ok(());
     };
     let run = format!("e2e{}", std::process::id());
     let topic = |name: &str| format!("{run}.{name}");
-    let (trips, scored, metrics_topic, dlq) =
-        (topic("trips"), topic("trips.scored"), topic("metrics"), topic("deadletter"));
+    let (trips, scored, metrics_topic, dlq) = (
+        topic("trips"),
+        topic("trips.scored"),
+        topic("metrics"),
+        topic("deadletter"),
+    );
     let db_name = format!("sw_{run}_{}", chrono::Utc::now().timestamp());
     let db_url = fresh_database(&database_url, &db_name).await?;
     let log_dir = std::env::temp_dir().join(format!("streamwatch-{run}"));
     std::fs::create_dir_all(&log_dir)?;
     eprintln!("stage logs in {}", log_dir.display());
 
-    let common = |group: &str| vec!["--brokers".to_owned(), brokers.clone(), "--group".to_owned(), format!("{run}-{group}")];
+    let common = |group: &str| {
+        vec![
+            "--brokers".to_owned(),
+            brokers.clone(),
+            "--group".to_owned(),
+            format!("{run}-{group}"),
+        ]
+    };
     let strings = |v: Vec<String>| v;
-    let sink_args = strings([common("sink"), vec!["--topic".into(), metrics_topic.clone(), "--dead-letter-topic".into(), dlq.clone(), "--database-url".into(), db_url.clone()]].concat());
-    let monitor_args = strings([common("monitor"), vec!["--input-topic".into(), scored.clone(), "--output-topic".into(), metrics_topic.clone(), "--dead-letter-topic".into(), dlq.clone(), "--reference".into(), "data/reference.parquet".into(), "--window".into(), "1d".into(), "--idle-timeout".into(), "3s".into()]].concat());
-    let scorer_args = strings([common("scorer"), vec!["--input-topic".into(), trips.clone(), "--output-topic".into(), scored.clone(), "--dead-letter-topic".into(), dlq.clone(), "--model".into(), "models/trip-duration-linear.json".into()]].concat());
-    let as_refs = |v: &Vec<String>| v.iter().map(String::as_str).collect::<Vec<_>>();
+    let sink_args = strings(
+        [
+            common("sink"),
+            vec![
+                "--topic".into(),
+                metrics_topic.clone(),
+                "--dead-letter-topic".into(),
+                dlq.clone(),
+                "--database-url".into(),
+                db_url.clone(),
+            ],
+        ]
+        .concat(),
+    );
+    let monitor_args = strings(
+        [
+            common("monitor"),
+            vec![
+                "--input-topic".into(),
+                scored.clone(),
+                "--output-topic".into(),
+                metrics_topic.clone(),
+                "--dead-letter-topic".into(),
+                dlq.clone(),
+                "--reference".into(),
+                "data/reference.parquet".into(),
+                "--window".into(),
+                "1d".into(),
+                "--idle-timeout".into(),
+                "3s".into(),
+            ],
+        ]
+        .concat(),
+    );
+    let scorer_args = strings(
+        [
+            common("scorer"),
+            vec![
+                "--input-topic".into(),
+                trips.clone(),
+                "--output-topic".into(),
+                scored.clone(),
+                "--dead-letter-topic".into(),
+                dlq.clone(),
+                "--model".into(),
+                "models/trip-duration-linear.json".into(),
+            ],
+        ]
+        .concat(),
+    );
 
-    let mut sink = Stage::spawn("sink", &[&["run"][..], &as_refs(&sink_args)].concat(), &log_dir)?;
-    let mut monitor = Stage::spawn("monitor", &[&["run"][..], &as_refs(&monitor_args)].concat(), &log_dir)?;
-    let mut scorer = Stage::spawn("scorer", &[&["run"][..], &as_refs(&scorer_args)].concat(), &log_dir)?;
+    let mut sink = Stage::spawn(
+        "sink",
+        &[&["run"][..], &as_refs(&sink_args)].concat(),
+        &log_dir,
+    )?;
+    let mut monitor = Stage::spawn(
+        "monitor",
+        &[&["run"][..], &as_refs(&monitor_args)].concat(),
+        &log_dir,
+    )?;
+    let mut scorer = Stage::spawn(
+        "scorer",
+        &[&["run"][..], &as_refs(&scorer_args)].concat(),
+        &log_dir,
+    )?;
 
     // Malformed events on both input topics: they must reach the dead-letter topic.
-    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create()?;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()?;
     for (target, payload) in [
         (&trips, &b"{not json"[..]),
-        (&trips, &br#"{"trip_id":"bad:1","event_time":"2022-02-01T10:00:00","fare_amount":"twelve"}"#[..]),
+        (&trips, &br#"{"trip_id":"bad:1","event_time":"2022-02-01T10:00:00","passenger_count":1,"trip_distance":2.5,"fare_amount":"twelve","total_amount":15.3,"PULocationID":74,"DOLocationID":75}"#[..]),
         (&scored, &br#"{"trip_id":"bad:2","prediction":1.0}"#[..]),
     ] {
         producer
@@ -184,19 +279,38 @@ async fn february_replay_matches_evidently_in_postgres() -> Result<()> {
     }
 
     let replay = Command::new(bin_dir().join("producer"))
-        .args(["replay", "--file", "data/green_tripdata_2022-02.parquet", "--from", "2022-02-01", "--to", "2022-03-01", "--topic", &trips, "--brokers", &brokers])
+        .args([
+            "replay",
+            "--file",
+            "data/green_tripdata_2022-02.parquet",
+            "--from",
+            "2022-02-01",
+            "--to",
+            "2022-03-01",
+            "--topic",
+            &trips,
+            "--brokers",
+            &brokers,
+        ])
         .current_dir(repo_root())
         .stderr(Stdio::inherit())
         .output()?;
     assert!(replay.status.success(), "producer failed: {replay:?}");
     let summary = String::from_utf8_lossy(&replay.stdout);
     eprintln!("producer: {summary}");
-    assert!(summary.contains("69376"), "the producer reports the 69,376 February events: {summary}");
+    assert!(
+        summary.contains("69376"),
+        "the producer reports the 69,376 February events: {summary}"
+    );
 
-    let goldens: Value = serde_json::from_str(&std::fs::read_to_string(repo_root().join("tests/golden/feb-2022-daily.json"))?)?;
+    let goldens: Value = serde_json::from_str(&std::fs::read_to_string(
+        repo_root().join("tests/golden/feb-2022-daily.json"),
+    )?)?;
     let cases = goldens["cases"].as_array().context("golden cases")?;
     assert_eq!(cases.len(), 28);
-    let last_day_rows = cases[27]["expected"]["row_count"].as_i64().context("golden row count")?;
+    let last_day_rows = cases[27]["expected"]["row_count"]
+        .as_i64()
+        .context("golden row count")?;
 
     // Wait for the 28 daily rows (the last day is emitted once the stream goes idle).
     let client = connect(&db_url).await?;
@@ -211,7 +325,10 @@ async fn february_replay_matches_evidently_in_postgres() -> Result<()> {
             .map(|r| r.get(0))
             .unwrap_or(0);
         let last_day_complete: bool = client
-            .query_opt("SELECT 1 FROM window_metrics WHERE window_start = '2022-02-28' AND row_count = $1", &[&last_day_rows])
+            .query_opt(
+                "SELECT 1 FROM window_metrics WHERE window_start = '2022-02-28' AND row_count = $1",
+                &[&last_day_rows],
+            )
             .await
             .map(|r| r.is_some())
             .unwrap_or(false);
@@ -219,7 +336,10 @@ async fn february_replay_matches_evidently_in_postgres() -> Result<()> {
             break;
         }
         if Instant::now() > deadline {
-            bail!("only {rows} daily rows after 240 s; logs in {}", log_dir.display());
+            bail!(
+                "only {rows} daily rows after 240 s; logs in {}",
+                log_dir.display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -232,30 +352,73 @@ async fn february_replay_matches_evidently_in_postgres() -> Result<()> {
     for (case, row) in cases.iter().zip(&course_view) {
         let expected = &case["expected"];
         let day: chrono::NaiveDateTime = row.get(0);
-        assert_eq!(chrono::NaiveDateTime::parse_from_str(case["start"].as_str().unwrap(), "%Y-%m-%dT%H:%M:%S")?, day);
+        assert_eq!(
+            chrono::NaiveDateTime::parse_from_str(
+                case["start"].as_str().unwrap(),
+                "%Y-%m-%dT%H:%M:%S"
+            )?,
+            day
+        );
         let prediction_drift: Option<f64> = row.get(1);
         let drifted: i32 = row.get(2);
         let missing: Option<f64> = row.get(3);
         let golden_prediction = golden_f64(&expected["prediction_drift"]["drift_score"]);
-        assert!(close(golden_prediction.unwrap(), prediction_drift.unwrap()), "{day}: prediction drift {prediction_drift:?} vs {golden_prediction:?}");
-        assert_eq!(i64::from(drifted), expected["number_of_drifted_columns"].as_i64().unwrap(), "{day}: drifted columns");
-        assert!(close(expected["share_of_missing_values"].as_f64().unwrap(), missing.unwrap()), "{day}: missing share");
+        assert!(
+            close(golden_prediction.unwrap(), prediction_drift.unwrap()),
+            "{day}: prediction drift {prediction_drift:?} vs {golden_prediction:?}"
+        );
+        assert_eq!(
+            i64::from(drifted),
+            expected["number_of_drifted_columns"].as_i64().unwrap(),
+            "{day}: drifted columns"
+        );
+        assert!(
+            close(
+                expected["share_of_missing_values"].as_f64().unwrap(),
+                missing.unwrap()
+            ),
+            "{day}: missing share"
+        );
 
         let stored = client
             .query_one("SELECT row_count, number_of_missing_values, dataset_drift FROM window_metrics WHERE window_kind = 'tumbling' AND window_size_seconds = 86400 AND window_start = $1", &[&day])
             .await?;
-        assert_eq!(stored.get::<_, i64>(0), expected["row_count"].as_i64().unwrap(), "{day}: rows");
-        assert_eq!(stored.get::<_, i64>(1), expected["number_of_missing_values"].as_i64().unwrap(), "{day}: missing cells");
-        assert_eq!(stored.get::<_, bool>(2), expected["dataset_drift"].as_bool().unwrap(), "{day}: dataset drift");
+        assert_eq!(
+            stored.get::<_, i64>(0),
+            expected["row_count"].as_i64().unwrap(),
+            "{day}: rows"
+        );
+        assert_eq!(
+            stored.get::<_, i64>(1),
+            expected["number_of_missing_values"].as_i64().unwrap(),
+            "{day}: missing cells"
+        );
+        assert_eq!(
+            stored.get::<_, bool>(2),
+            expected["dataset_drift"].as_bool().unwrap(),
+            "{day}: dataset drift"
+        );
         for column in expected["columns"].as_array().unwrap() {
             let name = column["column"].as_str().unwrap();
             let stored = client
                 .query_one("SELECT stattest, score, drift_detected, threshold FROM column_drift WHERE window_kind = 'tumbling' AND window_size_seconds = 86400 AND window_start = $1 AND column_name = $2", &[&day, &name])
                 .await
                 .with_context(|| format!("{day}: no drift row for {name}"))?;
-            assert_eq!(stored.get::<_, String>(0), column["stattest"].as_str().unwrap(), "{day} {name}: test");
-            assert_eq!(stored.get::<_, bool>(2), column["drift_detected"].as_bool().unwrap(), "{day} {name}: flag");
-            assert_eq!(stored.get::<_, f64>(3), column["threshold"].as_f64().unwrap(), "{day} {name}: threshold");
+            assert_eq!(
+                stored.get::<_, String>(0),
+                column["stattest"].as_str().unwrap(),
+                "{day} {name}: test"
+            );
+            assert_eq!(
+                stored.get::<_, bool>(2),
+                column["drift_detected"].as_bool().unwrap(),
+                "{day} {name}: flag"
+            );
+            assert_eq!(
+                stored.get::<_, f64>(3),
+                column["threshold"].as_f64().unwrap(),
+                "{day} {name}: threshold"
+            );
             let score: Option<f64> = stored.get(1);
             let expected_score = golden_f64(&column["drift_score"]);
             assert!(
@@ -272,12 +435,21 @@ async fn february_replay_matches_evidently_in_postgres() -> Result<()> {
             .await?
             .get(0);
         let expected_median = golden_f64(&expected["quantiles"][0]["value"]).unwrap();
-        assert!(close(expected_median, median.unwrap()), "{day}: median fare");
+        assert!(
+            close(expected_median, median.unwrap()),
+            "{day}: median fare"
+        );
     }
 
     // Every Grafana panel's SQL, macros expanded, returns rows.
-    let from = chrono::NaiveDate::from_ymd_opt(2022, 2, 1).unwrap().and_hms_opt(0, 0, 0).unwrap();
-    let to = chrono::NaiveDate::from_ymd_opt(2022, 3, 1).unwrap().and_hms_opt(0, 0, 0).unwrap();
+    let from = chrono::NaiveDate::from_ymd_opt(2022, 2, 1)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap();
+    let to = chrono::NaiveDate::from_ymd_opt(2022, 3, 1)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap();
     let mut panels = 0;
     for entry in std::fs::read_dir(repo_root().join("grafana/dashboards"))? {
         let path = entry?.path();
@@ -287,27 +459,52 @@ async fn february_replay_matches_evidently_in_postgres() -> Result<()> {
         let dashboard = std::fs::read_to_string(&path)?;
         for query in streamwatch_sink::grafana::panel_queries(&dashboard)? {
             let sql = streamwatch_sink::grafana::expand_macros(&query.sql, from, to, &[]);
-            let rows = client
-                .query(sql.as_str(), &[])
-                .await
-                .with_context(|| format!("panel {:?} of {}: {sql}", query.panel_title, path.display()))?;
-            assert!(!rows.is_empty(), "panel {:?} returned no rows: {sql}", query.panel_title);
+            let rows = client.query(sql.as_str(), &[]).await.with_context(|| {
+                format!("panel {:?} of {}: {sql}", query.panel_title, path.display())
+            })?;
+            assert!(
+                !rows.is_empty(),
+                "panel {:?} returned no rows: {sql}",
+                query.panel_title
+            );
             panels += 1;
         }
     }
-    assert!(panels >= 5, "the dashboards have at least five panels, found {panels}");
+    assert!(
+        panels >= 5,
+        "the dashboards have at least five panels, found {panels}"
+    );
 
     // Malformed events were dead-lettered with their reasons, by the stage that read them.
     let letters = dead_letters(&brokers, &dlq, 3).await?;
-    assert_eq!(letters.iter().filter(|(stage, _)| stage == "scorer").count(), 2, "{letters:?}");
-    assert!(letters.iter().any(|(stage, reason)| stage == "scorer" && reason.contains("fare_amount")), "{letters:?}");
-    assert!(letters.iter().any(|(stage, reason)| stage == "monitor" && reason.contains("event_time")), "{letters:?}");
+    assert_eq!(
+        letters
+            .iter()
+            .filter(|(stage, _)| stage == "scorer")
+            .count(),
+        2,
+        "{letters:?}"
+    );
+    assert!(
+        letters
+            .iter()
+            .any(|(stage, reason)| stage == "scorer" && reason.contains("fare_amount")),
+        "{letters:?}"
+    );
+    assert!(
+        letters
+            .iter()
+            .any(|(stage, reason)| stage == "monitor" && reason.contains("event_time")),
+        "{letters:?}"
+    );
 
     for stage in [scorer, monitor, sink] {
         stage.terminate()?;
     }
     drop(client);
     let admin = connect(&database_url).await?;
-    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")).await?;
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
+        .await?;
     Ok(())
 }
