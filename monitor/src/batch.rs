@@ -264,7 +264,7 @@ fn window_row(
                 .map(|f| is_integer(f.data_type()))
                 .unwrap_or(false)
                 && counts.nulls() == 0;
-            ColumnSample::new(counts, integer)
+            ColumnSample::new(&counts, integer)
         })
         .collect();
     Ok((

@@ -73,13 +73,6 @@ impl ValueCounts {
         }
     }
 
-    pub fn merge(&mut self, other: &ValueCounts) {
-        self.nulls += other.nulls;
-        for (k, c) in &other.counts {
-            *self.counts.entry(*k).or_insert(0) += c;
-        }
-    }
-
     /// Missing cells (null or NaN).
     pub fn nulls(&self) -> u64 {
         self.nulls
@@ -104,12 +97,16 @@ impl ValueCounts {
         Distribution::from_counts(self.counts.iter().map(|(k, c)| (f64::from_bits(*k), *c)))
     }
 
-    fn iter(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
+    /// Distinct values with their counts, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
         self.counts.iter().map(|(k, c)| (f64::from_bits(*k), *c))
     }
 
     /// Adds every cell of a Float64 array.
     pub fn update_array(&mut self, values: &Float64Array) {
+        // Growing the table once beats rehashing it several times within a batch.
+        self.counts
+            .reserve(values.len().saturating_sub(self.counts.len()) / 2);
         if values.null_count() == 0 {
             for v in values.values().iter() {
                 self.add(Some(*v));

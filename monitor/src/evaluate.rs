@@ -12,19 +12,21 @@ use crate::mapping::{ColumnMapping, Role};
 /// in some checks (`NUMBER_UNIQUE_AS_CATEGORICAL`).
 const FEW_DISTINCT: usize = 5;
 
-/// One column of one dataset (the reference or a window): its value counts and whether
-/// its values are integers without nulls (pandas' integer dtype), which decides a
-/// prediction column's type.
+/// One column of one dataset (the reference or a window): the distribution of its
+/// values (±inf included), its missing cells, and whether its values are integers without
+/// nulls (pandas' integer dtype), which decides a prediction column's type.
 #[derive(Debug, Clone, Default)]
 pub struct ColumnSample {
-    pub counts: ValueCounts,
+    pub values: Distribution,
+    pub nulls: u64,
     pub integer_dtype: bool,
 }
 
 impl ColumnSample {
-    pub fn new(counts: ValueCounts, integer_dtype: bool) -> Self {
+    pub fn new(counts: &ValueCounts, integer_dtype: bool) -> Self {
         Self {
-            counts,
+            values: counts.distribution(),
+            nulls: counts.nulls(),
             integer_dtype,
         }
     }
@@ -42,7 +44,7 @@ pub struct ReferenceColumn {
 
 impl ReferenceColumn {
     pub fn new(sample: ColumnSample) -> Self {
-        let raw = sample.counts.distribution();
+        let raw = sample.values.clone();
         let finite = raw.without_infinite();
         Self {
             sample,
@@ -54,7 +56,7 @@ impl ReferenceColumn {
     /// What the dataset path tests: Evidently drops NaN and ±inf only from a column that has
     /// at least one NaN.
     fn dataset_path(&self) -> &Distribution {
-        if self.sample.counts.nulls() > 0 {
+        if self.sample.nulls > 0 {
             &self.finite
         } else {
             &self.raw
@@ -120,7 +122,7 @@ pub fn evaluate(
                 .iter()
                 .position(|c| c == column)
                 .expect("quantile columns are counted");
-            let distribution = window.columns[index].counts.distribution();
+            let distribution = &window.columns[index].values;
             QuantileValue {
                 column: column.clone(),
                 quantile: *q,
@@ -152,18 +154,22 @@ fn dataset_path_drift(
     reference: &ReferenceColumn,
     current: &ColumnSample,
 ) -> ColumnDrift {
-    let current_raw = current.counts.distribution();
+    let current_raw = &current.values;
     let column_type = match role {
         Role::Numerical => ColumnType::Numerical,
         Role::Categorical => ColumnType::Categorical,
-        Role::Prediction => prediction_type_on_concat(reference, current, &current_raw),
+        Role::Prediction => prediction_type_on_concat(reference, current),
     };
-    let current_tested = if current.counts.nulls() > 0 {
-        current_raw.without_infinite()
+    if current.nulls > 0 && current_raw.has_infinite() {
+        run_test(
+            name,
+            column_type,
+            reference.dataset_path(),
+            &current_raw.without_infinite(),
+        )
     } else {
-        current_raw
-    };
-    run_test(name, column_type, reference.dataset_path(), &current_tested)
+        run_test(name, column_type, reference.dataset_path(), current_raw)
+    }
 }
 
 /// ColumnDriftMetric's path (`metrics/data_drift/column_drift_metric.py`): ±inf always
@@ -173,24 +179,29 @@ fn column_metric_drift(
     reference: &ReferenceColumn,
     current: &ColumnSample,
 ) -> ColumnDrift {
-    let current_raw = current.counts.distribution();
-    let column_type = prediction_type_column_metric(reference, current, &current_raw);
-    run_test(
-        name,
-        column_type,
-        &reference.finite,
-        &current_raw.without_infinite(),
-    )
+    let column_type = prediction_type_column_metric(reference, current);
+    if current.values.has_infinite() {
+        run_test(
+            name,
+            column_type,
+            &reference.finite,
+            &current.values.without_infinite(),
+        )
+    } else {
+        run_test(name, column_type, &reference.finite, &current.values)
+    }
 }
 
 /// `recognize_column_type_` on reference and current concatenated: numerical with more
 /// than five distinct values, or a non-integer column within [0, 1]; else categorical.
-fn prediction_type_on_concat(
-    reference: &ReferenceColumn,
-    current: &ColumnSample,
-    current_raw: &Distribution,
-) -> ColumnType {
-    let distinct = distinct_union(&reference.raw, current_raw);
+fn prediction_type_on_concat(reference: &ReferenceColumn, current: &ColumnSample) -> ColumnType {
+    let current_raw = &current.values;
+    // More than five distinct values in the reference alone settles it without a merge.
+    let distinct = if reference.raw.distinct() > FEW_DISTINCT {
+        reference.raw.distinct()
+    } else {
+        distinct_union(&reference.raw, current_raw)
+    };
     let integer = reference.sample.integer_dtype && current.integer_dtype;
     let (min, max) = min_max([&reference.raw, current_raw]);
     let within_unit = matches!((min, max), (Some(lo), Some(hi)) if lo >= 0.0 && hi <= 1.0);
@@ -207,8 +218,8 @@ fn prediction_type_on_concat(
 fn prediction_type_column_metric(
     reference: &ReferenceColumn,
     current: &ColumnSample,
-    current_raw: &Distribution,
 ) -> ColumnType {
+    let current_raw = &current.values;
     let distinct = match reference.raw.distinct() {
         0 => current_raw.distinct(),
         n => n,

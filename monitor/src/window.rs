@@ -16,10 +16,11 @@ use datafusion::logical_expr::Accumulator;
 use rustc_hash::FxHashMap;
 use streamwatch_common::events::WindowKind;
 
-use crate::counts::{ValueCounts, ValueCountsAccumulator};
+use crate::counts::ValueCountsAccumulator;
 use crate::decode::DecodedEvent;
 use crate::evaluate::{ColumnSample, WindowData};
 use crate::{MonitorError, Result};
+use streamwatch_stats::Distribution;
 
 const MICROS_PER_SECOND: i64 = 1_000_000;
 
@@ -482,7 +483,8 @@ fn merge_panes<'a>(panes: impl Iterator<Item = &'a Pane>, columns: usize) -> Win
     let mut rows = 0u64;
     let mut seen: Vec<bool> = Vec::new();
     let mut present: Vec<u64> = Vec::new();
-    let mut counts: Vec<ValueCounts> = vec![ValueCounts::default(); columns];
+    let mut pairs: Vec<Vec<(f64, u64)>> = vec![Vec::new(); columns];
+    let mut nulls = vec![0u64; columns];
     for pane in panes {
         rows += pane.rows;
         if seen.len() < pane.seen.len() {
@@ -493,8 +495,10 @@ fn merge_panes<'a>(panes: impl Iterator<Item = &'a Pane>, columns: usize) -> Win
             seen[id] |= was_seen;
             present[id] += pane.present[id];
         }
-        for (merged, accumulator) in counts.iter_mut().zip(&pane.columns) {
-            merged.merge(accumulator.counts());
+        for (column, accumulator) in pane.columns.iter().enumerate() {
+            // Concatenated pane counts; the distribution sorts them and adds up duplicates.
+            pairs[column].extend(accumulator.counts().iter());
+            nulls[column] += accumulator.counts().nulls();
         }
     }
     let number_of_columns = seen.iter().filter(|s| **s).count() as u64;
@@ -509,9 +513,14 @@ fn merge_panes<'a>(panes: impl Iterator<Item = &'a Pane>, columns: usize) -> Win
         number_of_columns: number_of_columns as u32,
         number_of_missing_values: rows * number_of_columns - present_cells,
         // Streamed values are JSON numbers, read as floats (pandas' float dtype).
-        columns: counts
+        columns: pairs
             .into_iter()
-            .map(|c| ColumnSample::new(c, false))
+            .zip(nulls)
+            .map(|(pairs, nulls)| ColumnSample {
+                values: Distribution::from_counts(pairs),
+                nulls,
+                integer_dtype: false,
+            })
             .collect(),
     }
 }
@@ -519,6 +528,7 @@ fn merge_panes<'a>(panes: impl Iterator<Item = &'a Pane>, columns: usize) -> Win
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::counts::ValueCounts;
 
     const HOUR: i64 = 3600 * MICROS_PER_SECOND;
 
@@ -609,7 +619,7 @@ mod tests {
         );
         assert_eq!(first.data.number_of_columns, 2);
         assert_eq!(first.data.number_of_missing_values, 1);
-        let d = first.data.columns[0].counts.distribution();
+        let d = &first.data.columns[0].values;
         assert_eq!(d.values(), &[-2.0, 1.0]);
 
         // A late event inside the update horizon re-emits the window as revision 2.
@@ -661,7 +671,7 @@ mod tests {
                 }
             }
             assert_eq!(window.data.row_count, rows);
-            assert_eq!(window.data.columns[0].counts, expected);
+            assert_eq!(window.data.columns[0].values, expected.distribution());
         }
     }
 
@@ -683,7 +693,7 @@ mod tests {
                     (
                         w.start_us,
                         w.data.row_count,
-                        w.data.columns[0].counts.clone(),
+                        w.data.columns[0].values.clone(),
                     )
                 })
                 .collect::<Vec<_>>()

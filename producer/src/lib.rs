@@ -1,1 +1,22 @@
+//! The producer stage: replays TLC trip files (or live JSON lines) into Kafka as trip events.
+//!
+//! `source` turns inputs into events without touching Kafka; `publish` sends them, paces a
+//! replay by event time and reports what was delivered.
 
+pub mod config;
+pub mod error;
+pub mod publish;
+pub mod source;
+
+pub use error::{Error, Result};
+
+use config::{Cli, Command};
+
+/// Runs the chosen subcommand until it finishes or SIGINT/SIGTERM arrives.
+pub async fn run(cli: Cli) -> Result<()> {
+    let shutdown = streamwatch_common::shutdown::on_signals();
+    match cli.command {
+        Command::Replay(args) => publish::replay(args, shutdown).await,
+        Command::Live(args) => publish::live(args, shutdown).await,
+    }
+}

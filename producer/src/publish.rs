@@ -1,0 +1,520 @@
+//! Publishing to Kafka: many messages in flight, pacing by event time, and the run summary.
+
+use std::fmt;
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use chrono::NaiveDateTime;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use indicatif::{ProgressBar, ProgressStyle};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::future_producer::OwnedDeliveryResult;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use streamwatch_common::deadletter::DeadLetters;
+use streamwatch_common::kafka::KafkaArgs;
+use streamwatch_common::telemetry::{serve_admin, Readiness};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{LiveArgs, ReplayArgs};
+use crate::error::{Error, Result};
+use crate::source::live::{self, LiveIds, LiveRules};
+use crate::source::parquet::{ReplayOptions, TripEvents};
+
+const STAGE: &str = "producer";
+
+/// How many messages reached the broker.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Deliveries {
+    /// Messages handed to the client (each ends delivered or failed).
+    pub sent: u64,
+    pub delivered: u64,
+    pub failed: u64,
+}
+
+impl Deliveries {
+    fn record(&mut self, result: Result<OwnedDeliveryResult, futures::channel::oneshot::Canceled>) {
+        let error = match result {
+            Ok(Ok(_)) => {
+                self.delivered += 1;
+                metrics::counter!("streamwatch_events_out_total", "stage" => STAGE).increment(1);
+                return;
+            }
+            Ok(Err((error, _))) => error.to_string(),
+            Err(_) => "the producer was dropped before the delivery report".to_owned(),
+        };
+        self.fail(&error);
+    }
+
+    fn fail(&mut self, error: &str) {
+        self.failed += 1;
+        metrics::counter!("streamwatch_delivery_failures_total", "stage" => STAGE).increment(1);
+        // One line per failure would flood the log when the broker goes away.
+        if self.failed == 1 || self.failed.is_power_of_two() {
+            tracing::error!(failed = self.failed, %error, "event not delivered");
+        }
+    }
+}
+
+/// Publishes to one topic without waiting for each acknowledgement; [`Publisher::finish`]
+/// waits for all of them.
+pub struct Publisher {
+    producer: FutureProducer,
+    topic: String,
+    in_flight: FuturesUnordered<DeliveryFuture>,
+    deliveries: Deliveries,
+}
+
+impl Publisher {
+    pub fn new(producer: FutureProducer, topic: impl Into<String>) -> Self {
+        Self {
+            producer,
+            topic: topic.into(),
+            in_flight: FuturesUnordered::new(),
+            deliveries: Deliveries::default(),
+        }
+    }
+
+    /// Queues one message (the client copies key and payload). When the client's queue is full
+    /// it waits for earlier deliveries instead of failing.
+    pub async fn send(&mut self, key: &[u8], payload: &[u8]) {
+        let Self {
+            producer,
+            topic,
+            in_flight,
+            deliveries,
+        } = self;
+        let mut record: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(topic).key(key).payload(payload);
+        deliveries.sent += 1;
+        loop {
+            match producer.send_result(record) {
+                Ok(delivery) => {
+                    in_flight.push(delivery);
+                    break;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    record = returned;
+                    match in_flight.next().await {
+                        Some(result) => deliveries.record(result),
+                        None => tokio::time::sleep(Duration::from_millis(1)).await,
+                    }
+                }
+                Err((error, _)) => {
+                    deliveries.fail(&error.to_string());
+                    break;
+                }
+            }
+        }
+        // Collect the reports that are already in, so a long live run holds few futures.
+        while let Some(Some(result)) = in_flight.next().now_or_never() {
+            deliveries.record(result);
+        }
+    }
+
+    /// Waits until every queued message is delivered or has failed.
+    pub async fn finish(mut self) -> Deliveries {
+        while let Some(result) = self.in_flight.next().await {
+            self.deliveries.record(result);
+        }
+        self.deliveries
+    }
+}
+
+/// Spreads a replay over wall-clock time: an event is due `(event_time - first) / speed` after
+/// the start. Times are computed from an anchor, not by adding up sleeps, so rounding never
+/// accumulates; a gap that would pause longer than `max_pause` is cut to it and the anchor moves.
+#[derive(Debug, Clone)]
+pub struct Pacer {
+    speed: f64,
+    max_pause: Duration,
+    anchor: Option<(NaiveDateTime, Duration)>,
+    last: Duration,
+}
+
+impl Pacer {
+    pub fn new(speed: f64, max_pause: Duration) -> Self {
+        Self {
+            speed,
+            max_pause,
+            anchor: None,
+            last: Duration::ZERO,
+        }
+    }
+
+    /// How long after the start of the replay the event is due; `None` when speed is 0
+    /// (publish at once). Never earlier than the previous event.
+    pub fn due(&mut self, event_time: NaiveDateTime) -> Option<Duration> {
+        if self.speed <= 0.0 {
+            return None;
+        }
+        let (anchor_time, anchor_due) = *self.anchor.get_or_insert((event_time, Duration::ZERO));
+        let gap = (event_time - anchor_time).to_std().unwrap_or_default();
+        let mut due = anchor_due + gap.div_f64(self.speed);
+        let latest = self.last + self.max_pause;
+        if due > latest {
+            due = latest;
+            self.anchor = Some((event_time, due));
+        }
+        self.last = due.max(self.last);
+        Some(self.last)
+    }
+}
+
+/// What a run skipped, by mode.
+#[derive(Debug, Clone, Copy)]
+pub enum Skipped {
+    /// Rows without an event time, and rows outside `[from, to)`.
+    Replay {
+        null_event_time: u64,
+        outside_range: u64,
+    },
+    /// Invalid lines sent to the dead-letter topic.
+    Live { dead_lettered: u64 },
+}
+
+/// The line printed at the end of a run.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub deliveries: Deliveries,
+    pub seconds: f64,
+    pub skipped: Skipped,
+    pub interrupted: bool,
+}
+
+impl Summary {
+    fn mode(&self) -> &'static str {
+        match self.skipped {
+            Skipped::Replay { .. } => "replay",
+            Skipped::Live { .. } => "live",
+        }
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.deliveries;
+        let rate = if self.seconds > 0.0 {
+            d.delivered as f64 / self.seconds
+        } else {
+            0.0
+        };
+        write!(
+            f,
+            "{} events={} delivered={} failed={} seconds={:.3} events_per_second={:.0} ",
+            self.mode(),
+            d.sent,
+            d.delivered,
+            d.failed,
+            self.seconds,
+            rate
+        )?;
+        match self.skipped {
+            Skipped::Replay {
+                null_event_time,
+                outside_range,
+            } => write!(
+                f,
+                "skipped_null_event_time={null_event_time} outside_range={outside_range}"
+            )?,
+            Skipped::Live { dead_lettered } => write!(f, "dead_lettered={dead_lettered}")?,
+        }
+        write!(f, " interrupted={}", self.interrupted)
+    }
+}
+
+impl Summary {
+    /// Prints the summary on stdout; a run with undelivered events fails.
+    fn report(self, topic: &str) -> Result<()> {
+        println!("{self}");
+        tracing::info!(
+            mode = self.mode(),
+            sent = self.deliveries.sent,
+            delivered = self.deliveries.delivered,
+            failed = self.deliveries.failed,
+            seconds = self.seconds,
+            "run finished"
+        );
+        if self.deliveries.failed > 0 {
+            return Err(Error::Delivery {
+                topic: topic.to_owned(),
+                failed: self.deliveries.failed,
+                sent: self.deliveries.sent,
+            });
+        }
+        Ok(())
+    }
+}
+
+async fn start_admin(
+    admin: &streamwatch_common::telemetry::AdminArgs,
+    shutdown: &CancellationToken,
+) -> Result<Readiness> {
+    let readiness = Readiness::default();
+    serve_admin(STAGE, admin, readiness.clone(), shutdown.clone()).await?;
+    Ok(readiness)
+}
+
+/// A producer, after checking that a broker answers (a clear error instead of silent retries).
+async fn connect(kafka: &KafkaArgs) -> Result<FutureProducer> {
+    let probe = kafka.clone();
+    tokio::task::spawn_blocking(move || probe.check_reachable(Duration::from_secs(10))).await??;
+    Ok(kafka.producer()?)
+}
+
+fn progress_bar(len: usize) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len as u64);
+    let style = ProgressStyle::with_template(
+        "{wide_bar} {pos}/{len} events [{elapsed_precise}, {per_sec}, eta {eta}]",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}
+
+/// Replays a Parquet file to Kafka; on SIGINT/SIGTERM it stops, flushes what is queued and
+/// reports.
+pub async fn replay(args: ReplayArgs, shutdown: CancellationToken) -> Result<()> {
+    let readiness = start_admin(&args.admin, &shutdown).await?;
+    let started = std::time::Instant::now();
+    let path = args.file.clone();
+    let options = ReplayOptions {
+        time_column: args.time_column.clone(),
+        required_columns: args.required_columns.clone(),
+        from: args.from,
+        to: args.to,
+        limit: args.limit,
+    };
+    let events = tokio::task::spawn_blocking(move || TripEvents::load(&path, &options)).await??;
+    let stats = events.stats();
+    tracing::info!(
+        file = %args.file.display(),
+        rows = stats.rows,
+        events = events.len(),
+        null_event_time = stats.null_event_time,
+        outside_range = stats.outside_range,
+        over_limit = stats.over_limit,
+        seconds = started.elapsed().as_secs_f64(),
+        "trips loaded"
+    );
+    if stats.null_event_time > 0 {
+        tracing::warn!(
+            rows = stats.null_event_time,
+            column = %args.time_column,
+            "rows without an event time skipped"
+        );
+    }
+
+    let producer = connect(&args.kafka).await?;
+    readiness.set(true);
+    let mut publisher = Publisher::new(producer, args.topic.clone());
+    let mut pacer = Pacer::new(args.speed, Duration::from_secs_f64(args.max_pause));
+    let progress = progress_bar(events.len());
+    let publish_start = Instant::now();
+    let (mut key, mut payload) = (String::new(), Vec::with_capacity(1024));
+    let mut interrupted = false;
+    let mut outcome = Ok(());
+    for i in 0..events.len() {
+        if let Some(due) = pacer.due(events.event_time(i)) {
+            let due = publish_start + due;
+            if due > Instant::now() {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+            }
+        }
+        if shutdown.is_cancelled() {
+            interrupted = true;
+            break;
+        }
+        if let Err(error) = events.write_event(i, &mut key, &mut payload) {
+            outcome = Err(error);
+            break;
+        }
+        publisher.send(key.as_bytes(), &payload).await;
+        if i % 1024 == 0 {
+            progress.set_position(i as u64);
+        }
+    }
+    progress.finish_and_clear();
+    tracing::info!(
+        seconds = publish_start.elapsed().as_secs_f64(),
+        "events encoded and queued; waiting for the broker's acknowledgements"
+    );
+    let deliveries = publisher.finish().await;
+    readiness.set(false);
+    let summary = Summary {
+        deliveries,
+        seconds: started.elapsed().as_secs_f64(),
+        skipped: Skipped::Replay {
+            null_event_time: stats.null_event_time,
+            outside_range: stats.outside_range,
+        },
+        interrupted,
+    };
+    outcome?;
+    summary.report(&args.topic)
+}
+
+/// Publishes JSON lines from stdin until EOF or SIGINT/SIGTERM; invalid lines go to the
+/// dead-letter topic with their reason.
+pub async fn live(args: LiveArgs, shutdown: CancellationToken) -> Result<()> {
+    let readiness = start_admin(&args.admin, &shutdown).await?;
+    let started = std::time::Instant::now();
+    let producer = connect(&args.kafka).await?;
+    let dead_letters = DeadLetters::new(producer.clone(), args.dead_letter_topic.clone(), STAGE);
+    let mut publisher = Publisher::new(producer, args.topic.clone());
+    readiness.set(true);
+
+    // Every input source feeds this channel; stdin is the first.
+    let (tx, mut inputs) = tokio::sync::mpsc::channel(1024);
+    live::spawn_stdin(tx)?;
+    let rules = LiveRules::from(&args);
+    let mut ids = LiveIds::new(chrono::Utc::now());
+    let mut dead_lettered = 0;
+    let mut interrupted = false;
+    let mut outcome = Ok(());
+    loop {
+        let input = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => {
+                interrupted = true;
+                break;
+            }
+            input = inputs.recv() => input,
+        };
+        let input = match input {
+            None => break,
+            Some(Ok(input)) => input,
+            Some(Err(error)) => {
+                outcome = Err(error);
+                break;
+            }
+        };
+        match live::validate(&input, &rules, &mut ids) {
+            Ok(event) => {
+                publisher
+                    .send(event.trip_id.as_bytes(), &event.payload)
+                    .await
+            }
+            Err(rejection) => {
+                let sent = dead_letters
+                    .send(rejection.kind, &rejection.reason, None, None, &input.bytes)
+                    .await;
+                if let Err(error) = sent {
+                    outcome = Err(error.into());
+                    break;
+                }
+                dead_lettered += 1;
+            }
+        }
+    }
+    let deliveries = publisher.finish().await;
+    readiness.set(false);
+    let summary = Summary {
+        deliveries,
+        seconds: started.elapsed().as_secs_f64(),
+        skipped: Skipped::Live { dead_lettered },
+        interrupted,
+    };
+    outcome?;
+    summary.report(&args.topic)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(text: &str) -> NaiveDateTime {
+        crate::config::parse_time_bound(text).unwrap()
+    }
+
+    #[test]
+    fn speed_zero_never_waits() {
+        let mut pacer = Pacer::new(0.0, Duration::from_secs(5));
+        assert_eq!(pacer.due(ts("2022-02-01")), None);
+        assert_eq!(pacer.due(ts("2022-02-02")), None);
+    }
+
+    #[test]
+    fn event_time_gaps_are_divided_by_the_speed() {
+        let mut pacer = Pacer::new(3600.0, Duration::from_secs(5));
+        assert_eq!(pacer.due(ts("2022-02-01T00:00:00")), Some(Duration::ZERO));
+        assert_eq!(
+            pacer.due(ts("2022-02-01T01:00:00")),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            pacer.due(ts("2022-02-01T02:30:00")),
+            Some(Duration::from_millis(2500))
+        );
+        // An event earlier than the previous one is due at once, not in the past.
+        assert_eq!(
+            pacer.due(ts("2022-02-01T02:00:00")),
+            Some(Duration::from_millis(2500))
+        );
+    }
+
+    #[test]
+    fn long_gaps_are_cut_to_the_max_pause() {
+        let mut pacer = Pacer::new(3600.0, Duration::from_secs(5));
+        assert_eq!(pacer.due(ts("2009-01-01T00:02:32")), Some(Duration::ZERO));
+        assert_eq!(
+            pacer.due(ts("2022-02-01T00:00:00")),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            pacer.due(ts("2022-02-01T01:00:00")),
+            Some(Duration::from_secs(6))
+        );
+    }
+
+    #[test]
+    fn many_small_gaps_do_not_drift() {
+        let mut pacer = Pacer::new(7.0, Duration::from_secs(5));
+        let start = ts("2022-02-01");
+        let mut due = Duration::ZERO;
+        for ms in 0..=100_000 {
+            due = pacer
+                .due(start + chrono::Duration::milliseconds(ms))
+                .unwrap();
+        }
+        let exact = 100.0 / 7.0;
+        assert!((due.as_secs_f64() - exact).abs() < 1e-6, "{due:?}");
+    }
+
+    #[test]
+    fn summary_line() {
+        let summary = Summary {
+            deliveries: Deliveries {
+                sent: 500,
+                delivered: 500,
+                failed: 0,
+            },
+            seconds: 0.25,
+            skipped: Skipped::Replay {
+                null_event_time: 1,
+                outside_range: 23,
+            },
+            interrupted: false,
+        };
+        assert_eq!(
+            summary.to_string(),
+            "replay events=500 delivered=500 failed=0 seconds=0.250 events_per_second=2000 \
+             skipped_null_event_time=1 outside_range=23 interrupted=false"
+        );
+        let live = Summary {
+            skipped: Skipped::Live { dead_lettered: 2 },
+            interrupted: true,
+            ..summary
+        };
+        assert!(live
+            .to_string()
+            .ends_with("events_per_second=2000 dead_lettered=2 interrupted=true"));
+    }
+}
