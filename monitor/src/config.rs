@@ -18,9 +18,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Consume scored events from Kafka and publish one metric row per window.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Compute the same metrics over a scored Parquet file and print them as JSON.
-    Batch(BatchArgs),
+    Batch(Box<BatchArgs>),
 }
 
 /// Options of `monitor run`.

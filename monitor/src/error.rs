@@ -8,20 +8,27 @@ pub enum MonitorError {
     #[error("current data {path}: {reason}")]
     Current { path: String, reason: String },
     #[error("query failed: {0}")]
-    DataFusion(#[from] datafusion::error::DataFusionError),
+    DataFusion(Box<datafusion::error::DataFusionError>),
     #[error("arrow: {0}")]
     Arrow(#[from] datafusion::arrow::error::ArrowError),
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error(transparent)]
     Common(#[from] streamwatch_common::Error),
-    #[error("could not publish metric row for window {window} to topic {topic}: {source}")]
+    /// `target` is `<topic>: <window key>`.
+    #[error("could not publish the metric row to {target}: {source}")]
     Publish {
-        window: String,
-        topic: String,
+        target: String,
         #[source]
         source: rdkafka::error::KafkaError,
     },
 }
 
 pub type Result<T, E = MonitorError> = std::result::Result<T, E>;
+
+// DataFusion's error is large; boxing it keeps every `Result` of the monitor small.
+impl From<datafusion::error::DataFusionError> for MonitorError {
+    fn from(error: datafusion::error::DataFusionError) -> Self {
+        MonitorError::DataFusion(Box::new(error))
+    }
+}

@@ -8,7 +8,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => {
             let shutdown = streamwatch_common::shutdown::on_signals();
-            streamwatch_monitor::service::run(args, shutdown).await?;
+            streamwatch_monitor::service::run(*args, shutdown).await?;
         }
         Command::Batch(args) => {
             let report = streamwatch_monitor::report::batch(&args).await?;

@@ -44,8 +44,7 @@ impl Outputs {
             .await
             .map(|_| ())
             .map_err(|(source, _)| MonitorError::Publish {
-                window: key,
-                topic: self.topic.clone(),
+                target: format!("{}: {key}", self.topic),
                 source,
             })
     }
