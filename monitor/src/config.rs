@@ -55,7 +55,8 @@ pub struct RunArgs {
     #[arg(long, env = "DEAD_LETTER_TOPIC", default_value = "deadletter")]
     pub dead_letter_topic: String,
 
-    /// Kafka consumer group; instances in one group share the input partitions.
+    /// Kafka consumer group. Run one instance per group: windows are not yet combined
+    /// across instances that split the partitions.
     #[arg(long, env = "MONITOR_GROUP", default_value = "monitor")]
     pub group: String,
 
@@ -79,8 +80,9 @@ pub struct RunArgs {
     #[arg(long, env = "MONITOR_UPDATE_HORIZON", default_value = "1h")]
     pub update_horizon: String,
 
-    /// Wall-clock time after which a partition without events stops holding the watermark
-    /// back; when all partitions are idle, windows with data are emitted early.
+    /// Wall-clock time after which a partition that is read to its end and delivers nothing
+    /// stops holding the watermark back; when all partitions are idle, windows with new
+    /// events are emitted early (and again, with a higher revision, if more events come).
     #[arg(long, env = "MONITOR_IDLE_TIMEOUT", default_value = "5s")]
     pub idle_timeout: String,
 
