@@ -180,10 +180,18 @@ async fn consume(
             let payload = message.payload().unwrap_or_default();
             match state.decoder.decode(payload, &mut state.event) {
                 Ok(()) => {
-                    state
-                        .watermarks
-                        .observe(partition, state.event.event_time_us, Instant::now());
-                    state.batch.push(&state.event, partition, offset);
+                    let time = state.event.event_time_us;
+                    state.watermarks.observe(partition, time, Instant::now());
+                    let duplicate = state
+                        .event
+                        .trip_id
+                        .as_deref()
+                        .is_some_and(|id| state.operator.is_duplicate(id, time));
+                    if duplicate {
+                        metrics::counter!("streamwatch_monitor_duplicates_total").increment(1);
+                    } else {
+                        state.batch.push(&state.event, partition, offset);
+                    }
                 }
                 Err(error) => {
                     metrics::counter!("streamwatch_events_failed_total", "stage" => "monitor")

@@ -8,12 +8,13 @@
 //! ones are dropped and counted.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{ArrayRef, Float64Array};
 use datafusion::logical_expr::Accumulator;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
 use streamwatch_common::events::WindowKind;
 
 use crate::counts::ValueCountsAccumulator;
@@ -23,6 +24,8 @@ use crate::{MonitorError, Result};
 use streamwatch_stats::Distribution;
 
 const MICROS_PER_SECOND: i64 = 1_000_000;
+/// Event ids are remembered in buckets of this much event time, so whole buckets expire.
+const DEDUP_BUCKET_US: i64 = 3600 * MICROS_PER_SECOND;
 
 /// A window's size and step; equal for tumbling windows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -323,6 +326,8 @@ pub struct WindowOperator {
     columns: usize,
     horizon_us: i64,
     scratch: Vec<ArrayRef>,
+    /// Hashes of the event ids seen, bucketed by event-time hour, for deduplication.
+    seen_ids: BTreeMap<i64, FxHashSet<u64>>,
 }
 
 impl WindowOperator {
@@ -342,6 +347,7 @@ impl WindowOperator {
             columns,
             horizon_us,
             scratch: Vec::new(),
+            seen_ids: BTreeMap::new(),
         }
     }
 
@@ -444,9 +450,33 @@ impl WindowOperator {
         ready
     }
 
-    /// Drops panes and revisions no window can need any more.
+    /// Remembers an event id; true if it was seen before (a replay or a retried delivery),
+    /// in which case the event must not be counted again. Ids are remembered as long as
+    /// any window could still take their event.
+    pub fn is_duplicate(&mut self, id: &str, time_us: i64) -> bool {
+        let hash = {
+            let mut hasher = FxHasher::default();
+            id.hash(&mut hasher);
+            hasher.finish()
+        };
+        !self
+            .seen_ids
+            .entry(time_us.div_euclid(DEDUP_BUCKET_US))
+            .or_default()
+            .insert(hash)
+    }
+
+    /// Drops panes, revisions and remembered ids no window can need any more.
     pub fn evict(&mut self, watermark: i64) {
         let horizon = self.horizon_us;
+        let longest = self.specs.iter().map(|s| s.spec.size_us).max().unwrap_or(0);
+        self.seen_ids.retain(|bucket, _| {
+            (bucket + 1)
+                .saturating_mul(DEDUP_BUCKET_US)
+                .saturating_add(longest)
+                .saturating_add(horizon)
+                > watermark
+        });
         for state in &mut self.specs {
             let spec = state.spec;
             let closed = |start: i64| {
@@ -699,6 +729,25 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(run(&events), run(&shuffled));
+    }
+
+    #[test]
+    fn duplicate_ids_are_recognised_until_their_windows_expire() {
+        let spec = WindowSpec::parse("1h").unwrap();
+        let mut op = WindowOperator::new(&[spec], 1, 0);
+        assert!(!op.is_duplicate("a:1", 10));
+        assert!(!op.is_duplicate("a:2", 10));
+        assert!(op.is_duplicate("a:1", 10));
+        assert!(
+            !op.is_duplicate("a:1", 2 * HOUR),
+            "another time is another bucket"
+        );
+        op.evict(2 * HOUR);
+        assert!(
+            !op.is_duplicate("a:1", 10),
+            "forgotten once no window can take it"
+        );
+        assert!(op.is_duplicate("a:1", 2 * HOUR));
     }
 
     #[test]
