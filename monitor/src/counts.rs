@@ -104,9 +104,9 @@ impl ValueCounts {
 
     /// Adds every cell of a Float64 array.
     pub fn update_array(&mut self, values: &Float64Array) {
-        // Growing the table once beats rehashing it several times within a batch.
-        self.counts
-            .reserve(values.len().saturating_sub(self.counts.len()) / 2);
+        // Room for every value being new: growing the table once beats rehashing it several
+        // times within a batch (continuous columns such as the prediction are mostly unique).
+        self.counts.reserve(values.len());
         if values.null_count() == 0 {
             for v in values.values().iter() {
                 self.add(Some(*v));

@@ -261,11 +261,14 @@ fn run_test(
         ColumnType::Numerical => "num",
         ColumnType::Categorical => "cat",
     };
-    let test: StatTest = default_stattest(
-        column_type,
-        reference.total(),
-        distinct_union(reference, current),
-    );
+    // The default choice only asks whether k (distinct values of both samples) exceeds 2
+    // or 5; a reference with more than five settles that without merging the samples.
+    let distinct = if reference.distinct() > FEW_DISTINCT {
+        reference.distinct()
+    } else {
+        distinct_union(reference, current)
+    };
+    let test: StatTest = default_stattest(column_type, reference.total(), distinct);
     let threshold = test.default_threshold();
     let mut drift = ColumnDrift {
         column: name.to_owned(),
