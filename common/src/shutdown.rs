@@ -14,11 +14,13 @@ pub fn on_signals() -> CancellationToken {
                     return;
                 }
             };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "shutting down"),
-            _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
-        }
+        let signal = tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        };
+        // Cancel before logging: a log line must never stand between a signal and shutdown.
         fired.cancel();
+        tracing::info!(signal, "shutting down");
     });
     token
 }

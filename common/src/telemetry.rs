@@ -22,6 +22,9 @@ pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // A closed stderr must not panic the process (tracing reports failed writes with
+        // `eprintln!`, which panics on a closed pipe).
+        .log_internal_errors(false)
         .try_init();
 }
 

@@ -1,6 +1,8 @@
 //! Command-line and environment settings of the producer.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use chrono::{NaiveDate, NaiveDateTime};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -19,7 +21,8 @@ pub struct Cli {
 pub enum Command {
     /// Replays a TLC Parquet file in event-time order.
     Replay(ReplayArgs),
-    /// Publishes JSON objects read from stdin, one per line, until EOF or a signal.
+    /// Publishes live JSON events from stdin (one per line) and/or HTTP (`POST /events`) until
+    /// the inputs end or a signal arrives.
     Live(LiveArgs),
 }
 
@@ -117,11 +120,61 @@ pub struct LiveArgs {
     #[arg(long, env = "DEAD_LETTER_TOPIC", default_value = "deadletter")]
     pub dead_letter_topic: String,
 
+    /// Read JSON lines from stdin: on by default unless --http-addr is given; `--stdin` keeps it
+    /// on next to HTTP, `--stdin=false` turns it off.
+    #[arg(
+        long,
+        env = "PRODUCER_STDIN",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub stdin: Option<bool>,
+
+    #[command(flatten)]
+    pub http: HttpArgs,
+
     #[command(flatten)]
     pub kafka: KafkaArgs,
 
     #[command(flatten)]
     pub admin: AdminArgs,
+}
+
+impl LiveArgs {
+    /// Whether stdin is one of the inputs.
+    pub fn reads_stdin(&self) -> bool {
+        self.stdin.unwrap_or(self.http.http_addr.is_none())
+    }
+}
+
+/// The HTTP source of live mode.
+#[derive(Debug, Clone, Args)]
+pub struct HttpArgs {
+    /// Serve `POST /events` (and `GET /healthz`) on this address; port 0 picks a free port, which
+    /// is logged. Without it no HTTP source runs.
+    #[arg(long, env = "PRODUCER_HTTP_ADDR")]
+    pub http_addr: Option<SocketAddr>,
+
+    /// Largest request body in bytes; a larger one is answered with 413.
+    #[arg(
+        long,
+        env = "PRODUCER_HTTP_MAX_BODY_BYTES",
+        default_value_t = 1 << 20,
+        value_parser = parse_body_limit
+    )]
+    pub http_max_body_bytes: usize,
+
+    /// Seconds a request waits for the broker to acknowledge its events before it is answered
+    /// with 503 (the events may still be delivered later).
+    #[arg(
+        long,
+        env = "PRODUCER_HTTP_ACK_TIMEOUT",
+        default_value = "30",
+        value_parser = parse_ack_timeout
+    )]
+    pub http_ack_timeout: Duration,
 }
 
 /// Accepts a date (midnight) or a timestamp as `parse_timestamp` reads it.
@@ -138,6 +191,26 @@ fn parse_non_negative(value: &str, what: &str) -> Result<f64, String> {
         Ok(number) if number.is_finite() && number >= 0.0 => Ok(number),
         _ => Err(format!(
             "{what} must be a finite number >= 0, got {value:?}"
+        )),
+    }
+}
+
+fn parse_body_limit(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(bytes) if bytes > 0 => Ok(bytes),
+        _ => Err(format!(
+            "the body limit must be a whole number of bytes > 0, got {value:?}"
+        )),
+    }
+}
+
+fn parse_ack_timeout(value: &str) -> Result<Duration, String> {
+    match value.parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds > 0.0 && seconds < 1e9 => {
+            Ok(Duration::from_secs_f64(seconds))
+        }
+        _ => Err(format!(
+            "the acknowledgement timeout must be a number of seconds > 0, got {value:?}"
         )),
     }
 }
@@ -194,6 +267,45 @@ mod tests {
         assert!(
             Cli::try_parse_from(["producer", "replay", "--file", "x", "--speed", "NaN"]).is_err()
         );
+    }
+
+    fn live(args: &[&str]) -> LiveArgs {
+        let cli = Cli::try_parse_from(["producer", "live"].iter().chain(args)).unwrap();
+        let Command::Live(args) = cli.command else {
+            panic!("expected the live command");
+        };
+        args
+    }
+
+    #[test]
+    fn stdin_is_the_default_source_unless_http_is_given() {
+        let args = live(&[]);
+        assert!(args.reads_stdin());
+        assert_eq!(args.http.http_addr, None);
+        assert_eq!(args.http.http_max_body_bytes, 1 << 20);
+        assert_eq!(args.http.http_ack_timeout, Duration::from_secs(30));
+
+        let args = live(&["--http-addr", "127.0.0.1:0"]);
+        assert!(!args.reads_stdin());
+        assert_eq!(args.http.http_addr, Some("127.0.0.1:0".parse().unwrap()));
+        assert!(live(&["--http-addr", "127.0.0.1:0", "--stdin"]).reads_stdin());
+        assert!(live(&["--http-addr", "127.0.0.1:0", "--stdin=true"]).reads_stdin());
+        assert!(!live(&["--stdin=false"]).reads_stdin());
+
+        let args = live(&["--http-max-body-bytes", "512", "--http-ack-timeout", "0.5"]);
+        assert_eq!(args.http.http_max_body_bytes, 512);
+        assert_eq!(args.http.http_ack_timeout, Duration::from_millis(500));
+        for bad in [
+            ["--http-max-body-bytes", "0"],
+            ["--http-ack-timeout", "0"],
+            ["--http-ack-timeout", "NaN"],
+            ["--http-addr", "localhost"],
+        ] {
+            assert!(
+                Cli::try_parse_from(["producer", "live"].iter().chain(&bad)).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

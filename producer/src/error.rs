@@ -1,3 +1,4 @@
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use datafusion::arrow::datatypes::DataType;
@@ -59,6 +60,14 @@ pub enum Error {
     },
     #[error("reading the live input failed: {0}")]
     Input(#[source] std::io::Error),
+    #[error("live mode has no input: stdin is off (--stdin=false) and no --http-addr is given")]
+    NoLiveSource,
+    #[error("the HTTP source could not bind {addr}: {source}")]
+    HttpBind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{failed} of {sent} events could not be delivered to topic {topic}")]
     Delivery {
         topic: String,

@@ -1,10 +1,13 @@
-//! The producer stage: replays TLC trip files (or live JSON lines) into Kafka as trip events.
+//! The producer stage: replays TLC trip files (or live JSON from stdin and HTTP) into Kafka as
+//! trip events.
 //!
 //! `source` turns inputs into events without touching Kafka; `publish` sends them, paces a
-//! replay by event time and reports what was delivered.
+//! replay by event time and reports what was delivered; `ingest` runs live mode, where every
+//! source feeds one validation and publishing loop.
 
 pub mod config;
 pub mod error;
+pub mod ingest;
 pub mod publish;
 pub mod source;
 
@@ -17,6 +20,6 @@ pub async fn run(cli: Cli) -> Result<()> {
     let shutdown = streamwatch_common::shutdown::on_signals();
     match cli.command {
         Command::Replay(args) => publish::replay(args, shutdown).await,
-        Command::Live(args) => publish::live(args, shutdown).await,
+        Command::Live(args) => ingest::live(args, shutdown).await,
     }
 }

@@ -1,7 +1,10 @@
 //! Publishing to Kafka: many messages in flight, pacing by event time, and the run summary.
 
 use std::fmt;
+use std::future::Future;
 use std::io::IsTerminal;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
@@ -11,18 +14,16 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
-use streamwatch_common::deadletter::DeadLetters;
 use streamwatch_common::kafka::KafkaArgs;
 use streamwatch_common::telemetry::{serve_admin, Readiness};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{LiveArgs, ReplayArgs};
+use crate::config::ReplayArgs;
 use crate::error::{Error, Result};
-use crate::source::live::{self, LiveIds, LiveRules};
 use crate::source::parquet::{ReplayOptions, TripEvents};
 
-const STAGE: &str = "producer";
+pub(crate) const STAGE: &str = "producer";
 
 /// How many messages reached the broker.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -31,24 +32,31 @@ pub struct Deliveries {
     pub sent: u64,
     pub delivered: u64,
     pub failed: u64,
+    /// Failures reported to whoever sent the event (an HTTP client, who may retry); they do not
+    /// fail the run.
+    pub reported: u64,
 }
 
 impl Deliveries {
-    fn record(&mut self, result: Result<OwnedDeliveryResult, futures::channel::oneshot::Canceled>) {
+    fn record<T: DeliveryTag>(&mut self, (tag, result): (T, DeliveryResult)) {
         let error = match result {
             Ok(Ok(_)) => {
                 self.delivered += 1;
                 metrics::counter!("streamwatch_events_out_total", "stage" => STAGE).increment(1);
+                tag.settle(Ok(()));
                 return;
             }
             Ok(Err((error, _))) => error.to_string(),
             Err(_) => "the producer was dropped before the delivery report".to_owned(),
         };
-        self.fail(&error);
+        self.fail(&error, tag);
     }
 
-    fn fail(&mut self, error: &str) {
+    fn fail<T: DeliveryTag>(&mut self, error: &str, tag: T) {
         self.failed += 1;
+        if tag.settle(Err(error)) {
+            self.reported += 1;
+        }
         metrics::counter!("streamwatch_delivery_failures_total", "stage" => STAGE).increment(1);
         // One line per failure would flood the log when the broker goes away.
         if self.failed == 1 || self.failed.is_power_of_two() {
@@ -57,16 +65,65 @@ impl Deliveries {
     }
 }
 
+type DeliveryResult = Result<OwnedDeliveryResult, futures::channel::oneshot::Canceled>;
+
+/// Travels with one message and is told how its delivery ended, so a caller can wait for its
+/// own messages (an HTTP request for its events) while the publisher keeps many in flight.
+pub trait DeliveryTag: Unpin {
+    /// `outcome` is `Err` with the broker's error when the message was not delivered. Returns
+    /// whether that failure reaches someone who can retry.
+    fn settle(self, outcome: Result<(), &str>) -> bool;
+}
+
+/// No one waits: replay and stdin.
+impl DeliveryTag for () {
+    fn settle(self, _: Result<(), &str>) -> bool {
+        false
+    }
+}
+
+impl<T: DeliveryTag> DeliveryTag for Option<T> {
+    fn settle(self, outcome: Result<(), &str>) -> bool {
+        self.is_some_and(|tag| tag.settle(outcome))
+    }
+}
+
+/// A delivery report together with its message's tag.
+struct Tagged<T> {
+    tag: Option<T>,
+    delivery: DeliveryFuture,
+}
+
+impl<T: Unpin> Future for Tagged<T> {
+    type Output = (T, DeliveryResult);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let result = ready!(self.delivery.poll_unpin(cx));
+        let tag = self
+            .tag
+            .take()
+            .expect("a delivery is not polled after it completed");
+        Poll::Ready((tag, result))
+    }
+}
+
 /// Publishes to one topic without waiting for each acknowledgement; [`Publisher::finish`]
-/// waits for all of them.
-pub struct Publisher {
+/// waits for all of them. Each message carries a [`DeliveryTag`] (`()` when no one waits).
+pub struct Publisher<T = ()> {
     producer: FutureProducer,
     topic: String,
-    in_flight: FuturesUnordered<DeliveryFuture>,
+    in_flight: FuturesUnordered<Tagged<T>>,
     deliveries: Deliveries,
 }
 
 impl Publisher {
+    /// Queues one untagged message; see [`Publisher::send_tagged`].
+    pub async fn send(&mut self, key: &[u8], payload: &[u8]) {
+        self.send_tagged(key, payload, ()).await;
+    }
+}
+
+impl<T: DeliveryTag> Publisher<T> {
     pub fn new(producer: FutureProducer, topic: impl Into<String>) -> Self {
         Self {
             producer,
@@ -76,9 +133,10 @@ impl Publisher {
         }
     }
 
-    /// Queues one message (the client copies key and payload). When the client's queue is full
-    /// it waits for earlier deliveries instead of failing.
-    pub async fn send(&mut self, key: &[u8], payload: &[u8]) {
+    /// Queues one message (the client copies key and payload); `tag` is settled when its
+    /// delivery ends. When the client's queue is full it waits for earlier deliveries instead
+    /// of failing.
+    pub async fn send_tagged(&mut self, key: &[u8], payload: &[u8], tag: T) {
         let Self {
             producer,
             topic,
@@ -91,7 +149,10 @@ impl Publisher {
         loop {
             match producer.send_result(record) {
                 Ok(delivery) => {
-                    in_flight.push(delivery);
+                    in_flight.push(Tagged {
+                        tag: Some(tag),
+                        delivery,
+                    });
                     break;
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
@@ -102,7 +163,7 @@ impl Publisher {
                     }
                 }
                 Err((error, _)) => {
-                    deliveries.fail(&error.to_string());
+                    deliveries.fail(&error.to_string(), tag);
                     break;
                 }
             }
@@ -113,11 +174,26 @@ impl Publisher {
         }
     }
 
+    /// Messages queued whose delivery has not ended yet.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Waits for the next delivery report and settles its tag; `false` when nothing is in
+    /// flight. A live run calls it between inputs so that waiting senders get their answers.
+    pub async fn settle_next(&mut self) -> bool {
+        match self.in_flight.next().await {
+            Some(result) => {
+                self.deliveries.record(result);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Waits until every queued message is delivered or has failed.
     pub async fn finish(mut self) -> Deliveries {
-        while let Some(result) = self.in_flight.next().await {
-            self.deliveries.record(result);
-        }
+        while self.settle_next().await {}
         self.deliveries
     }
 }
@@ -225,8 +301,9 @@ impl fmt::Display for Summary {
 }
 
 impl Summary {
-    /// Prints the summary on stdout; a run with undelivered events fails.
-    fn report(self, topic: &str) -> Result<()> {
+    /// Prints the summary on stdout; a run with undelivered events fails, unless every failure
+    /// was reported to the events' sender (an HTTP client).
+    pub(crate) fn report(self, topic: &str) -> Result<()> {
         println!("{self}");
         tracing::info!(
             mode = self.mode(),
@@ -236,7 +313,7 @@ impl Summary {
             seconds = self.seconds,
             "run finished"
         );
-        if self.deliveries.failed > 0 {
+        if self.deliveries.failed > self.deliveries.reported {
             return Err(Error::Delivery {
                 topic: topic.to_owned(),
                 failed: self.deliveries.failed,
@@ -247,7 +324,7 @@ impl Summary {
     }
 }
 
-async fn start_admin(
+pub(crate) async fn start_admin(
     admin: &streamwatch_common::telemetry::AdminArgs,
     shutdown: &CancellationToken,
 ) -> Result<Readiness> {
@@ -257,7 +334,7 @@ async fn start_admin(
 }
 
 /// A producer, after checking that a broker answers (a clear error instead of silent retries).
-async fn connect(kafka: &KafkaArgs) -> Result<FutureProducer> {
+pub(crate) async fn connect(kafka: &KafkaArgs) -> Result<FutureProducer> {
     let probe = kafka.clone();
     tokio::task::spawn_blocking(move || probe.check_reachable(Duration::from_secs(10))).await??;
     Ok(kafka.producer()?)
@@ -361,71 +438,6 @@ pub async fn replay(args: ReplayArgs, shutdown: CancellationToken) -> Result<()>
     summary.report(&args.topic)
 }
 
-/// Publishes JSON lines from stdin until EOF or SIGINT/SIGTERM; invalid lines go to the
-/// dead-letter topic with their reason.
-pub async fn live(args: LiveArgs, shutdown: CancellationToken) -> Result<()> {
-    let readiness = start_admin(&args.admin, &shutdown).await?;
-    let started = std::time::Instant::now();
-    let producer = connect(&args.kafka).await?;
-    let dead_letters = DeadLetters::new(producer.clone(), args.dead_letter_topic.clone(), STAGE);
-    let mut publisher = Publisher::new(producer, args.topic.clone());
-    readiness.set(true);
-
-    // Every input source feeds this channel; stdin is the first.
-    let (tx, mut inputs) = tokio::sync::mpsc::channel(1024);
-    live::spawn_stdin(tx)?;
-    let rules = LiveRules::from(&args);
-    let mut ids = LiveIds::new(chrono::Utc::now());
-    let mut dead_lettered = 0;
-    let mut interrupted = false;
-    let mut outcome = Ok(());
-    loop {
-        let input = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => {
-                interrupted = true;
-                break;
-            }
-            input = inputs.recv() => input,
-        };
-        let input = match input {
-            None => break,
-            Some(Ok(input)) => input,
-            Some(Err(error)) => {
-                outcome = Err(error);
-                break;
-            }
-        };
-        match live::validate(&input, &rules, &mut ids) {
-            Ok(event) => {
-                publisher
-                    .send(event.trip_id.as_bytes(), &event.payload)
-                    .await
-            }
-            Err(rejection) => {
-                let sent = dead_letters
-                    .send(rejection.kind, &rejection.reason, None, None, &input.bytes)
-                    .await;
-                if let Err(error) = sent {
-                    outcome = Err(error.into());
-                    break;
-                }
-                dead_lettered += 1;
-            }
-        }
-    }
-    let deliveries = publisher.finish().await;
-    readiness.set(false);
-    let summary = Summary {
-        deliveries,
-        seconds: started.elapsed().as_secs_f64(),
-        skipped: Skipped::Live { dead_lettered },
-        interrupted,
-    };
-    outcome?;
-    summary.report(&args.topic)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -495,6 +507,7 @@ mod tests {
                 sent: 500,
                 delivered: 500,
                 failed: 0,
+                reported: 0,
             },
             seconds: 0.25,
             skipped: Skipped::Replay {

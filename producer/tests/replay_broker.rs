@@ -3,85 +3,14 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::process::Stdio;
 
-use clap::Parser;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::StreamConsumer;
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::Message;
 use serde_json::Value;
-use streamwatch_common::events::{parse_timestamp, HEADER_DLQ_REASON};
-use streamwatch_common::kafka::KafkaArgs;
+use streamwatch_common::events::parse_timestamp;
 
-#[derive(Parser)]
-struct Kafka {
-    #[command(flatten)]
-    args: KafkaArgs,
-}
-
-fn kafka() -> Option<KafkaArgs> {
-    let Ok(brokers) = std::env::var("KAFKA_BROKERS") else {
-        println!("KAFKA_BROKERS is not set: skipping the broker test");
-        return None;
-    };
-    Some(Kafka::parse_from(["test", "--brokers", &brokers]).args)
-}
-
-fn unique(name: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("test-producer-{name}-{}-{nanos}", std::process::id())
-}
-
-/// One partition, so the order the producer chose is the order read back.
-async fn create_topic(kafka: &KafkaArgs, topic: &str) {
-    let admin: AdminClient<DefaultClientContext> = kafka.client_config().unwrap().create().unwrap();
-    let results = admin
-        .create_topics(
-            &[NewTopic::new(topic, 1, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
-        .await
-        .unwrap();
-    for result in results {
-        result.unwrap_or_else(|(topic, code)| panic!("could not create {topic}: {code}"));
-    }
-}
-
-/// Reads `expected` messages, then waits a little to catch any extra one.
-async fn consume<T>(
-    kafka: &KafkaArgs,
-    topic: &str,
-    expected: usize,
-    mut each: impl FnMut(&BorrowedMessage<'_>) -> T,
-) -> Vec<T> {
-    let consumer: StreamConsumer = kafka.consumer(&unique("group"), &[topic]).unwrap();
-    let mut got = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let wait = if got.len() < expected {
-            deadline.saturating_duration_since(tokio::time::Instant::now())
-        } else {
-            Duration::from_secs(2)
-        };
-        match tokio::time::timeout(wait, consumer.recv()).await {
-            Ok(message) => got.push(each(&message.unwrap())),
-            Err(_) => break,
-        }
-    }
-    assert_eq!(got.len(), expected, "messages on {topic}");
-    got
-}
-
-fn producer() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_producer"));
-    command.env("ADMIN_ADDR", "127.0.0.1:0");
-    command
-}
+mod support;
+use support::{consume, create_topic, dlq_reason, kafka, producer, text, unique};
 
 #[tokio::test]
 async fn replays_february_in_event_time_order() {
@@ -205,14 +134,7 @@ async fn live_lines_are_published_or_dead_lettered() {
     assert_eq!(events[2]["event_time"], "2022-02-01T08:02:00");
 
     let rejected = consume(&kafka, &dead, 2, |message| {
-        let reason = message
-            .headers()
-            .and_then(|headers| headers.iter().find(|h| h.key == HEADER_DLQ_REASON))
-            .and_then(|h| h.value)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .expect("a dlq.reason header");
-        let payload = String::from_utf8(message.payload().unwrap().to_vec()).unwrap();
-        (reason, payload)
+        (dlq_reason(message), text(message))
     })
     .await;
     assert_eq!(

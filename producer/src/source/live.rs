@@ -1,12 +1,15 @@
-//! Live input: JSON objects arriving one at a time. Each input source (stdin today) sends
-//! [`LiveInput`]s into one channel; [`validate`] turns them into events or rejections.
+//! Live input: JSON objects from stdin (one per line) or HTTP requests (`source::http`). Every
+//! source sends [`Submission`]s into one channel; the ingest loop checks each input with
+//! [`validate`], publishes the events, dead-letters the rejections and, when the source asked
+//! for it, answers with a [`Receipt`].
 
 use std::io::BufRead;
 
 use chrono::NaiveDateTime;
 use serde_json::{Map, Value};
 use streamwatch_common::events::{format_timestamp, parse_timestamp, EVENT_TIME, TRIP_ID};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{LiveArgs, TimeFallback};
 use crate::error::{Error, Result};
@@ -19,6 +22,58 @@ pub struct LiveInput {
     /// When it arrived, the event time of last resort.
     pub arrival: NaiveDateTime,
     pub bytes: Vec<u8>,
+}
+
+/// Which source an input came from (the `source` label of the metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Stdin,
+    Http,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Stdin => "stdin",
+            Source::Http => "http",
+        }
+    }
+}
+
+/// What a source hands to the ingest loop: inputs in order, and where the outcome goes.
+#[derive(Debug)]
+pub struct Submission {
+    pub source: Source,
+    pub inputs: Vec<LiveInput>,
+    /// Told once every accepted input is acknowledged by the broker (or failed); `None` when
+    /// no one waits (stdin).
+    pub reply: Option<oneshot::Sender<Receipt>>,
+}
+
+/// The channel every source feeds; an `Err` (a failed read) ends the run.
+pub type Inputs = mpsc::Sender<Result<Submission>>;
+
+/// An input of a submission that did not become an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// Position of the input in its submission (0-based).
+    pub index: usize,
+    pub kind: &'static str,
+    /// The reason, as in the dead letter's `dlq.reason` header.
+    pub reason: String,
+}
+
+/// The outcome of one submission.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Receipt {
+    /// Inputs that passed validation and were published.
+    pub accepted: usize,
+    /// Inputs that failed validation, in order; each was dead-lettered.
+    pub rejected: Vec<Rejected>,
+    /// Accepted events the broker did not acknowledge, plus dead letters not written.
+    pub failed: usize,
+    /// The first of those failures.
+    pub error: Option<String>,
 }
 
 /// A validated event, ready to publish.
@@ -218,13 +273,38 @@ pub fn read_lines(mut reader: impl BufRead, tx: &mpsc::Sender<Result<LiveInput>>
     }
 }
 
-/// Reads stdin on its own thread: a blocked read must not hold up the runtime at shutdown.
-pub fn spawn_stdin(tx: mpsc::Sender<Result<LiveInput>>) -> Result<()> {
+/// Reads stdin on its own thread (a blocked read must not hold up the runtime at shutdown)
+/// and forwards each line to `inputs` until EOF, a read error or `stop`; then it lets go of
+/// `inputs`, so the ingest loop ends once every source has.
+pub fn spawn_stdin(inputs: Inputs, stop: CancellationToken) -> Result<()> {
+    let (tx, mut lines) = mpsc::channel(1024);
     std::thread::Builder::new()
         .name("stdin".into())
         .spawn(move || read_lines(std::io::stdin().lock(), &tx))
-        .map(|_| ())
-        .map_err(Error::Input)
+        .map_err(Error::Input)?;
+    tokio::spawn(async move {
+        loop {
+            let line = tokio::select! {
+                biased;
+                _ = stop.cancelled() => break,
+                line = lines.recv() => line,
+            };
+            let Some(line) = line else {
+                tracing::info!("stdin ended");
+                break;
+            };
+            let failed = line.is_err();
+            let submission = line.map(|input| Submission {
+                source: Source::Stdin,
+                inputs: vec![input],
+                reply: None,
+            });
+            if inputs.send(submission).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    Ok(())
 }
 
 #[cfg(test)]
