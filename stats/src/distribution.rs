@@ -48,6 +48,7 @@ pub struct Distribution {
 #[derive(Clone, Copy, Debug)]
 struct Moments {
     mean: f64,
+    var: f64,
     std: f64,
 }
 
@@ -223,6 +224,7 @@ impl Distribution {
         if self.total == 0 {
             return Moments {
                 mean: f64::NAN,
+                var: f64::NAN,
                 std: f64::NAN,
             };
         }
@@ -238,6 +240,7 @@ impl Distribution {
             // x - mean is NaN at the infinite values, so the std is NaN.
             return Moments {
                 mean,
+                var: f64::NAN,
                 std: f64::NAN,
             };
         }
@@ -251,9 +254,11 @@ impl Distribution {
             let d = v - mean;
             sq = sq + Dd::from_prod(d * d, c as f64);
         }
+        let var = sq.hi / n;
         Moments {
             mean,
-            std: (sq.hi / n).sqrt(),
+            var,
+            std: var.sqrt(),
         }
     }
 
@@ -266,6 +271,13 @@ impl Distribution {
     /// ddof=0), accurate to about one ulp; NaN when empty or when it contains ±inf.
     pub fn population_std(&self) -> f64 {
         self.moments().std
+    }
+
+    /// The population variance of the expanded sample (`np.var`, ddof=0):
+    /// the mean of the squared deviations `(x - mean)^2`, each rounded as
+    /// numpy rounds it, summed exactly. NaN when empty or when it contains ±inf.
+    pub fn population_variance(&self) -> f64 {
+        self.moments().var
     }
 
     /// The ECDF and gap arrays, computed once per distribution.

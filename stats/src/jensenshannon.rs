@@ -78,7 +78,7 @@ fn js_distance(mut p: Vec<f64>, mut q: Vec<f64>) -> f64 {
 /// `scipy.special.rel_entr(x, y)` = `x ln(x/y)` (0 for `x = 0`, inf for a
 /// negative argument), evaluated as scipy 1.17's `xsf/convex_analysis.h`
 /// does: through `log1p` when `x` and `y` are within a factor of 2.
-fn rel_entr(x: f64, y: f64) -> f64 {
+pub(crate) fn rel_entr(x: f64, y: f64) -> f64 {
     if x.is_nan() || y.is_nan() {
         return f64::NAN;
     }
@@ -100,14 +100,20 @@ fn rel_entr(x: f64, y: f64) -> f64 {
     }
 }
 
-/// `np.histogram_bin_edges(R ∪ C, "sturges")` for finite data: `ceil(range / width)`
-/// equal bins with `width = range / (log2(N) + 1)`, from `np.linspace`.
-/// `None` where numpy raises (bins too narrow to be distinct).
+/// `np.histogram_bin_edges(R ∪ C, "sturges")` for finite data (see [`sturges_edges_of`]).
 fn sturges_edges(reference: &Distribution, current: &Distribution) -> Option<Vec<f64>> {
     let lo = reference.values()[0].min(current.values()[0]);
     let hi =
         reference.values()[reference.distinct() - 1].max(current.values()[current.distinct() - 1]);
-    let size = (reference.total() + current.total()) as f64;
+    sturges_edges_of(lo, hi, reference.total() + current.total())
+}
+
+/// `np.histogram_bin_edges(a, "sturges")` for float data with minimum `lo`,
+/// maximum `hi` (both finite) and `size` elements: `ceil(range / width)` equal
+/// bins with `width = range / (log2(size) + 1)`, from `np.linspace`.
+/// `None` where numpy raises (bins too narrow to be distinct).
+pub(crate) fn sturges_edges_of(lo: f64, hi: f64, size: u64) -> Option<Vec<f64>> {
+    let size = size as f64;
     let width = (hi - lo) / (size.log2() + 1.0);
     let (first, last) = if lo == hi {
         (lo - 0.5, hi + 0.5)
@@ -140,7 +146,7 @@ fn sturges_edges(reference: &Distribution, current: &Distribution) -> Option<Vec
 }
 
 /// `np.histogram(sample, edges)[0]`: half-open bins, the last one closed.
-fn histogram(sample: &Distribution, edges: &[f64]) -> Vec<u64> {
+pub(crate) fn histogram(sample: &Distribution, edges: &[f64]) -> Vec<u64> {
     let values = sample.values();
     let counts = sample.counts();
     let last = edges.len() - 1;

@@ -25,6 +25,39 @@ pub(crate) fn pairwise_sum(a: &[f64]) -> f64 {
     }
 }
 
+/// [`pairwise_sum`] of `n` values produced in order by `next`, without
+/// materialising them (numpy's recursion visits its leaves left to right).
+pub(crate) fn pairwise_sum_stream(n: usize, next: &mut impl FnMut() -> f64) -> f64 {
+    if n < 8 {
+        let mut res = -0.0;
+        for _ in 0..n {
+            res += next();
+        }
+        res
+    } else if n <= 128 {
+        let mut r = [0.0_f64; 8];
+        for acc in r.iter_mut() {
+            *acc = next();
+        }
+        let blocks_end = n - n % 8;
+        for _ in (8..blocks_end).step_by(8) {
+            for acc in r.iter_mut() {
+                *acc += next();
+            }
+        }
+        let mut res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for _ in blocks_end..n {
+            res += next();
+        }
+        res
+    } else {
+        let half = n / 2;
+        let half = half - half % 8;
+        let left = pairwise_sum_stream(half, next);
+        left + pairwise_sum_stream(n - half, next)
+    }
+}
+
 /// Neumaier's compensated sum, for accumulating many terms with about one rounding error in total.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct CompensatedSum {
@@ -88,5 +121,11 @@ mod tests {
             assert_eq!(a.iter().fold(0.0, |s, x| s + x), sequential);
         }
         assert_eq!(pairwise_sum(&[]), 0.0);
+        for n in [0, 5, 17, 129, 300, 1000] {
+            let a: Vec<f64> = (0..n).map(|i| 1.0 / (1.0 + f64::from(i))).collect();
+            let mut it = a.iter().copied();
+            let streamed = pairwise_sum_stream(a.len(), &mut || it.next().unwrap());
+            assert_eq!(streamed.to_bits(), pairwise_sum(&a).to_bits(), "n = {n}");
+        }
     }
 }
