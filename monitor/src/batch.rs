@@ -111,7 +111,12 @@ pub async fn aggregate_parquet(
     let mut counted_exprs: Vec<String> = counted.clone();
     let mut missing = Vec::new();
     let mut select = Vec::new();
-    for field in schema.fields() {
+    let data_fields: Vec<_> = schema
+        .fields()
+        .iter()
+        .filter(|f| !mapping.ignored.contains(f.name()))
+        .collect();
+    for field in &data_fields {
         let name = field.name();
         if is_float(field.data_type()) {
             let index = match counted_exprs.iter().position(|c| c == name) {
@@ -182,8 +187,15 @@ pub async fn aggregate_parquet(
     let mut out = Aggregates::new();
     for batch in &batches {
         for row in 0..batch.num_rows() {
-            let (start, data) =
-                window_row(batch, row, &schema, &counted, counted_exprs.len(), &missing)?;
+            let (start, data) = window_row(
+                batch,
+                row,
+                &schema,
+                data_fields.len(),
+                &counted,
+                counted_exprs.len(),
+                &missing,
+            )?;
             out.insert(start, data);
         }
     }
@@ -193,7 +205,7 @@ pub async fn aggregate_parquet(
             None,
             WindowData {
                 row_count: 0,
-                number_of_columns: schema.fields().len() as u32,
+                number_of_columns: data_fields.len() as u32,
                 number_of_missing_values: 0,
                 columns: vec![ColumnSample::default(); counted.len()],
             },
@@ -206,6 +218,7 @@ fn window_row(
     batch: &RecordBatch,
     row: usize,
     schema: &Schema,
+    data_columns: usize,
     counted: &[String],
     counted_exprs: usize,
     missing: &[MissingCount],
@@ -271,7 +284,7 @@ fn window_row(
         start,
         WindowData {
             row_count,
-            number_of_columns: schema.fields().len() as u32,
+            number_of_columns: data_columns as u32,
             number_of_missing_values,
             columns,
         },

@@ -1,10 +1,16 @@
 //! Command-line options of the monitor.
 
+use std::path::PathBuf;
+
 use clap::{Args, Parser, Subcommand};
 use streamwatch_common::kafka::KafkaArgs;
 use streamwatch_common::telemetry::AdminArgs;
 
-use crate::mapping::MappingArgs;
+use std::path::Path;
+
+use crate::mapping::{ColumnMapping, MappingArgs};
+use crate::spec::Spec;
+use crate::Result;
 
 /// Computes drift, data-quality and quantile metrics of scored events per event-time
 /// window, against a reference data set, as Evidently's legacy report does.
@@ -31,6 +37,11 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub admin: AdminArgs,
+
+    /// Monitoring spec (TOML, see examples/specs/taxi.toml). When given, it replaces the
+    /// column-mapping, reference, quantile and window options.
+    #[arg(long, env = "MONITOR_SPEC")]
+    pub spec: Option<PathBuf>,
 
     #[command(flatten)]
     pub mapping: MappingArgs,
@@ -94,6 +105,11 @@ pub struct RunArgs {
 /// Options of `monitor batch`.
 #[derive(Debug, Args)]
 pub struct BatchArgs {
+    /// Monitoring spec (TOML, see examples/specs/taxi.toml). When given, it replaces the
+    /// column-mapping, reference, quantile and window options.
+    #[arg(long, env = "MONITOR_SPEC")]
+    pub spec: Option<PathBuf>,
+
     #[command(flatten)]
     pub mapping: MappingArgs,
 
@@ -129,4 +145,41 @@ pub struct BatchArgs {
     /// it the whole selection is one window.
     #[arg(long, env = "MONITOR_BATCH_WINDOW")]
     pub window: Option<String>,
+}
+
+/// What to monitor, from a spec file or from the command-line options.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub mapping: ColumnMapping,
+    pub reference: String,
+    pub windows: Vec<String>,
+    /// Event-time column of batch inputs, when the spec names one.
+    pub timestamp: Option<String>,
+}
+
+impl Resolved {
+    pub fn new(
+        spec: Option<&Path>,
+        mapping: &MappingArgs,
+        reference: &str,
+        windows: &[String],
+    ) -> Result<Self> {
+        match spec {
+            Some(path) => {
+                let spec = Spec::load(path)?;
+                Ok(Self {
+                    mapping: spec.mapping()?,
+                    reference: spec.reference.path.clone(),
+                    windows: spec.windows.clone(),
+                    timestamp: Some(spec.timestamp.clone()),
+                })
+            }
+            None => Ok(Self {
+                mapping: ColumnMapping::from_args(mapping)?,
+                reference: reference.to_owned(),
+                windows: windows.to_vec(),
+                timestamp: None,
+            }),
+        }
+    }
 }

@@ -42,13 +42,16 @@ pub struct DecodedEvent {
 /// Decodes events for a fixed list of monitored columns.
 pub struct Decoder {
     monitored: FxHashMap<Box<str>, usize>,
+    ignored: Vec<String>,
     column_ids: FxHashMap<Box<str>, u32>,
     column_names: Vec<Box<str>>,
 }
 
 impl Decoder {
-    pub fn new(monitored: &[String]) -> Self {
+    /// `monitored` columns are read as numbers; `ignored` ones are skipped entirely.
+    pub fn new(monitored: &[String], ignored: &[String]) -> Self {
         Self {
+            ignored: ignored.to_vec(),
             monitored: monitored
                 .iter()
                 .enumerate()
@@ -196,7 +199,9 @@ impl<'de> Visitor<'de> for EventVisitor<'_> {
                     de::Error::custom(format!("field \"{TRIP_ID}\": expected a string"))
                 })?;
                 self.out.trip_id = value;
-            } else if METADATA_FIELDS.contains(&key) {
+            } else if METADATA_FIELDS.contains(&key)
+                || self.decoder.ignored.iter().any(|c| c == key)
+            {
                 map.next_value::<IgnoredAny>()?;
             } else if let Some(&index) = self.decoder.monitored.get(key) {
                 let value: Option<f64> = map.next_value_seed(Number { field: key })?;
@@ -355,7 +360,10 @@ mod tests {
     use super::*;
 
     fn decoder() -> Decoder {
-        Decoder::new(&["prediction".to_owned(), "fare_amount".to_owned()])
+        Decoder::new(
+            &["prediction".to_owned(), "fare_amount".to_owned()],
+            &["VendorID".to_owned()],
+        )
     }
 
     #[test]
@@ -381,7 +389,6 @@ mod tests {
                 ("fare_amount", false),
                 ("store_and_fwd_flag", true),
                 ("ehail_fee", true),
-                ("VendorID", false),
                 ("prediction", false)
             ]
         );

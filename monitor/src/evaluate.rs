@@ -6,7 +6,7 @@ use streamwatch_common::events::{ColumnDrift, QuantileValue};
 use streamwatch_stats::{default_stattest, distinct_union, ColumnType, Distribution, StatTest};
 
 use crate::counts::ValueCounts;
-use crate::mapping::{ColumnMapping, Role};
+use crate::mapping::{ColumnMapping, ColumnTest, Role};
 
 /// Evidently treats a numeric column with at most this many distinct values as categorical
 /// in some checks (`NUMBER_UNIQUE_AS_CATEGORICAL`).
@@ -101,9 +101,10 @@ pub fn evaluate(
     for (index, (name, role)) in mapping.drift_columns.iter().enumerate() {
         let reference = &reference[index];
         let current = &window.columns[index];
-        columns.push(dataset_path_drift(name, *role, reference, current));
+        let test = mapping.test_of(name);
+        columns.push(dataset_path_drift(name, *role, test, reference, current));
         if *role == Role::Prediction {
-            prediction_drift = Some(column_metric_drift(name, reference, current));
+            prediction_drift = Some(column_metric_drift(name, test, reference, current));
         }
     }
     let drifted = columns.iter().filter(|c| c.drift_detected).count() as u32;
@@ -151,6 +152,7 @@ pub fn evaluate(
 fn dataset_path_drift(
     name: &str,
     role: Role,
+    test: ColumnTest,
     reference: &ReferenceColumn,
     current: &ColumnSample,
 ) -> ColumnDrift {
@@ -161,14 +163,16 @@ fn dataset_path_drift(
         Role::Prediction => prediction_type_on_concat(reference, current),
     };
     if current.nulls > 0 && current_raw.has_infinite() {
+        let finite = current_raw.without_infinite();
+        run_test(name, column_type, test, reference.dataset_path(), &finite)
+    } else {
         run_test(
             name,
             column_type,
+            test,
             reference.dataset_path(),
-            &current_raw.without_infinite(),
+            current_raw,
         )
-    } else {
-        run_test(name, column_type, reference.dataset_path(), current_raw)
     }
 }
 
@@ -176,19 +180,16 @@ fn dataset_path_drift(
 /// become NaN and are dropped; the prediction's type comes from `_get_column_type`.
 fn column_metric_drift(
     name: &str,
+    test: ColumnTest,
     reference: &ReferenceColumn,
     current: &ColumnSample,
 ) -> ColumnDrift {
     let column_type = prediction_type_column_metric(reference, current);
     if current.values.has_infinite() {
-        run_test(
-            name,
-            column_type,
-            &reference.finite,
-            &current.values.without_infinite(),
-        )
+        let finite = current.values.without_infinite();
+        run_test(name, column_type, test, &reference.finite, &finite)
     } else {
-        run_test(name, column_type, &reference.finite, &current.values)
+        run_test(name, column_type, test, &reference.finite, &current.values)
     }
 }
 
@@ -254,6 +255,7 @@ fn min_max<const N: usize>(distributions: [&Distribution; N]) -> (Option<f64>, O
 fn run_test(
     name: &str,
     column_type: ColumnType,
+    chosen: ColumnTest,
     reference: &Distribution,
     current: &Distribution,
 ) -> ColumnDrift {
@@ -261,15 +263,17 @@ fn run_test(
         ColumnType::Numerical => "num",
         ColumnType::Categorical => "cat",
     };
-    // The default choice only asks whether k (distinct values of both samples) exceeds 2
-    // or 5; a reference with more than five settles that without merging the samples.
-    let distinct = if reference.distinct() > FEW_DISTINCT {
-        reference.distinct()
-    } else {
-        distinct_union(reference, current)
-    };
-    let test: StatTest = default_stattest(column_type, reference.total(), distinct);
-    let threshold = test.default_threshold();
+    let test: StatTest = chosen.stattest.unwrap_or_else(|| {
+        // The default choice only asks whether k (distinct values of both samples) exceeds
+        // 2 or 5; a reference with more than five settles that without merging the samples.
+        let distinct = if reference.distinct() > FEW_DISTINCT {
+            reference.distinct()
+        } else {
+            distinct_union(reference, current)
+        };
+        default_stattest(column_type, reference.total(), distinct)
+    });
+    let threshold = chosen.threshold.unwrap_or_else(|| test.default_threshold());
     let mut drift = ColumnDrift {
         column: name.to_owned(),
         column_type: type_name.to_owned(),
@@ -292,8 +296,14 @@ fn run_test(
         drift.error = Some(format!("no values in the {side} data after cleaning"));
         return drift;
     }
-    let score = test.score(reference, current);
-    drift.drift_detected = test.is_drift(score, threshold);
-    drift.score = (!score.is_nan()).then_some(score);
+    match test.try_score(column_type, reference, current) {
+        Ok(score) => {
+            drift.drift_detected = test.is_drift(score, threshold);
+            drift.score = (!score.is_nan()).then_some(score);
+        }
+        // Where Evidently would raise (for example Fisher's exact test on a column with more
+        // than two values), the column is reported as untestable.
+        Err(error) => drift.error = Some(error.to_string()),
+    }
     drift
 }

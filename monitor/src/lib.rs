@@ -10,6 +10,7 @@ pub mod evaluate;
 pub mod mapping;
 pub mod report;
 pub mod service;
+pub mod spec;
 pub mod window;
 
 pub use error::{MonitorError, Result};

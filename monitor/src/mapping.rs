@@ -1,7 +1,10 @@
 //! Which columns a monitor watches and how: Evidently's column mapping plus the
 //! quantiles to report.
 
+use std::collections::BTreeMap;
+
 use clap::Args;
+use streamwatch_stats::{ColumnType, StatTest};
 
 use crate::{MonitorError, Result};
 
@@ -56,6 +59,30 @@ pub enum Role {
     Categorical,
 }
 
+/// A column's chosen drift test and threshold; `None` parts take Evidently's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ColumnTest {
+    pub stattest: Option<StatTest>,
+    pub threshold: Option<f64>,
+}
+
+impl ColumnTest {
+    /// Resolves a test by Evidently's registry name.
+    pub fn parse(column: &str, stattest: Option<&str>, threshold: Option<f64>) -> Result<Self> {
+        let stattest = stattest
+            .map(|name| {
+                StatTest::from_name(name).ok_or_else(|| {
+                    MonitorError::Config(format!("column {column:?}: unknown drift test {name:?}"))
+                })
+            })
+            .transpose()?;
+        Ok(Self {
+            stattest,
+            threshold,
+        })
+    }
+}
+
 /// The resolved mapping.
 #[derive(Debug, Clone)]
 pub struct ColumnMapping {
@@ -64,6 +91,10 @@ pub struct ColumnMapping {
     pub drift_columns: Vec<(String, Role)>,
     pub quantiles: Vec<(String, f64)>,
     pub drift_share: f64,
+    /// Per-column test choices; other columns get Evidently's default.
+    pub tests: BTreeMap<String, ColumnTest>,
+    /// Data columns left out entirely (also from the missing-value count).
+    pub ignored: Vec<String>,
 }
 
 impl ColumnMapping {
@@ -101,7 +132,42 @@ impl ColumnMapping {
             drift_columns,
             quantiles,
             drift_share: args.drift_share,
+            tests: BTreeMap::new(),
+            ignored: Vec::new(),
         })
+    }
+
+    /// The test settings of a column.
+    pub fn test_of(&self, column: &str) -> ColumnTest {
+        self.tests.get(column).copied().unwrap_or_default()
+    }
+
+    /// Rejects a chosen test that Evidently does not allow for the column's role.
+    pub fn check_tests(&self) -> Result<()> {
+        for (column, role) in &self.drift_columns {
+            let Some(test) = self.test_of(column).stattest else {
+                continue;
+            };
+            // A prediction may be typed either way; features have fixed types.
+            let allowed = match role {
+                Role::Numerical => test.supports(ColumnType::Numerical),
+                Role::Categorical => test.supports(ColumnType::Categorical),
+                Role::Prediction => {
+                    test.supports(ColumnType::Numerical) || test.supports(ColumnType::Categorical)
+                }
+            };
+            if !allowed {
+                return Err(MonitorError::Config(format!(
+                    "column {column:?}: test {:?} does not apply to {} columns",
+                    test.name(),
+                    match role {
+                        Role::Categorical => "categorical",
+                        _ => "numerical",
+                    }
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Every column whose values the monitor keeps counts of: drift columns, then

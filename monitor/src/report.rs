@@ -7,7 +7,7 @@ use streamwatch_common::events::{
 };
 
 use crate::batch::{aggregate_parquet, reference_from_parquet, Slice};
-use crate::config::BatchArgs;
+use crate::config::{BatchArgs, Resolved};
 use crate::evaluate::{evaluate, WindowMetrics};
 use crate::mapping::ColumnMapping;
 use crate::window::{parse_duration, ReadyWindow};
@@ -83,17 +83,25 @@ fn parse_bound(text: &Option<String>) -> Result<Option<NaiveDateTime>> {
 /// Runs `monitor batch`: the metrics of a scored Parquet file against a reference, per
 /// window or for the whole selection.
 pub async fn batch(args: &BatchArgs) -> Result<Vec<BatchWindow>> {
-    let mapping = ColumnMapping::from_args(&args.mapping)?;
-    let reference = reference_from_parquet(&args.reference, &mapping).await?;
+    let resolved = Resolved::new(args.spec.as_deref(), &args.mapping, &args.reference, &[])?;
+    let mapping = resolved.mapping;
+    let reference = reference_from_parquet(&resolved.reference, &mapping).await?;
     let window_seconds = args
         .window
         .as_deref()
         .map(|w| parse_duration(w).map(|us| us / 1_000_000))
         .transpose()?;
+    let (from, to) = (parse_bound(&args.from)?, parse_bound(&args.to)?);
+    // The time column is needed only to select or cut by time.
+    let uses_time = from.is_some() || to.is_some() || window_seconds.is_some();
     let slice = Slice {
-        time_column: Some(args.time_column.clone()),
-        from: parse_bound(&args.from)?,
-        to: parse_bound(&args.to)?,
+        time_column: uses_time.then(|| {
+            resolved
+                .timestamp
+                .unwrap_or_else(|| args.time_column.clone())
+        }),
+        from,
+        to,
         window_seconds,
     };
     let current_error = |reason| MonitorError::Current {

@@ -16,7 +16,7 @@ use streamwatch_common::telemetry::{serve_admin, Readiness};
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::reference_from_parquet;
-use crate::config::RunArgs;
+use crate::config::{Resolved, RunArgs};
 use crate::decode::{DecodedEvent, Decoder};
 use crate::evaluate::{evaluate, ReferenceColumn};
 use crate::mapping::ColumnMapping;
@@ -55,8 +55,14 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
     let readiness = Readiness::default();
     serve_admin("monitor", &args.admin, readiness.clone(), shutdown.clone()).await?;
 
-    let mapping = ColumnMapping::from_args(&args.mapping)?;
-    let specs = args
+    let resolved = Resolved::new(
+        args.spec.as_deref(),
+        &args.mapping,
+        &args.reference,
+        &args.windows,
+    )?;
+    let mapping = resolved.mapping;
+    let specs = resolved
         .windows
         .iter()
         .map(|w| WindowSpec::parse(w))
@@ -66,9 +72,9 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
     let idle = Duration::from_micros(parse_duration(&args.idle_timeout)? as u64);
 
     let started = Instant::now();
-    let reference = reference_from_parquet(&args.reference, &mapping).await?;
+    let reference = reference_from_parquet(&resolved.reference, &mapping).await?;
     tracing::info!(
-        path = %args.reference,
+        path = %resolved.reference,
         columns = reference.len(),
         elapsed_ms = started.elapsed().as_millis() as u64,
         "reference profile built"
@@ -91,12 +97,12 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
     tracing::info!(
         topic = %args.input_topic,
         group = %args.group,
-        windows = ?args.windows,
+        windows = ?resolved.windows,
         "monitor consuming"
     );
 
     let mut state = LoopState {
-        decoder: Decoder::new(&mapping.counted_columns()),
+        decoder: Decoder::new(&mapping.counted_columns(), &mapping.ignored),
         operator: WindowOperator::new(&specs, mapping.counted_columns().len(), horizon),
         watermarks: Watermarks::new(lateness, idle),
         batch: MicroBatch::default(),
