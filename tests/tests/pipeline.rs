@@ -434,36 +434,56 @@ async fn february_replay_matches_evidently_in_postgres() -> Result<()> {
     )?)?;
     let cases = goldens["cases"].as_array().context("golden cases")?;
     assert_eq!(cases.len(), 28);
-    let last_day_rows = cases[27]["expected"]["row_count"]
-        .as_i64()
-        .context("golden row count")?;
+    let expected_windows = WINDOW_GOLDENS
+        .iter()
+        .map(|(file, kind, size, step)| {
+            let goldens: Value =
+                serde_json::from_str(&std::fs::read_to_string(repo_root().join(file))?)?;
+            let cases = goldens["cases"].as_array().context("golden cases")?.clone();
+            Ok((*file, *kind, *size, *step, cases))
+        })
+        .collect::<Result<Vec<_>>>()?;
 
-    // Wait for the 28 daily rows (the last day is emitted once the stream goes idle).
+    // Wait until every window Evidently has is stored with all its rows (the last windows
+    // are emitted once the stream goes idle).
     let client = connect(&db_url).await?;
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
         for stage in [&mut sink, &mut monitor, &mut scorer] {
             stage.assert_running(&log_dir)?;
         }
-        let rows: i64 = client
-            .query_one("SELECT count(*) FROM dummy_metrics", &[])
-            .await
-            .map(|r| r.get(0))
-            .unwrap_or(0);
-        let last_day_complete: bool = client
-            .query_opt(
-                "SELECT 1 FROM window_metrics WHERE window_start = '2022-02-28' AND row_count = $1",
-                &[&last_day_rows],
-            )
-            .await
-            .map(|r| r.is_some())
-            .unwrap_or(false);
-        if rows >= 28 && last_day_complete {
+        let mut incomplete = 0;
+        for (_, kind, size, step, cases) in &expected_windows {
+            let stored: std::collections::HashMap<chrono::NaiveDateTime, i64> = client
+                .query(
+                    "SELECT window_start, row_count FROM window_metrics WHERE window_kind = $1 AND window_size_seconds = $2 AND window_step_seconds = $3",
+                    &[kind, size, step],
+                )
+                .await
+                .map(|rows| rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+                .unwrap_or_default();
+            incomplete += cases
+                .iter()
+                .filter(|case| {
+                    let start = chrono::NaiveDateTime::parse_from_str(
+                        case["start"].as_str().unwrap(),
+                        "%Y-%m-%dT%H:%M:%S",
+                    )
+                    .unwrap();
+                    match (stored.get(&start), case["expected"]["row_count"].as_i64()) {
+                        (Some(rows), Some(expected)) => *rows != expected,
+                        (Some(_), None) => false,
+                        (None, _) => true,
+                    }
+                })
+                .count();
+        }
+        if incomplete == 0 {
             break;
         }
         if Instant::now() > deadline {
             bail!(
-                "only {rows} daily rows after 240 s; logs in {}",
+                "{incomplete} windows missing or incomplete after 240 s; logs in {}",
                 log_dir.display()
             );
         }
