@@ -3,6 +3,8 @@
 
 Writes (relative to the repo root, which must be the working directory):
   tests/golden/feb-2022-daily.json             one case per day 2022-02-01 .. 2022-02-28
+  tests/golden/feb-2022-hourly.json            one case per 1h tumbling window holding a February trip
+  tests/golden/feb-2022-sliding-1d-1h.json     one case per 1d window sliding by 1h holding a February trip
   tests/golden/synthetic.json                   synthetic edge cases
   tests/golden/synthetic/<case>/{reference,current}.parquet   their inputs
 
@@ -13,6 +15,9 @@ The daily cases follow the MLOps Zoomcamp monitoring job: the current window is 
 February rows with lpep_pickup_datetime in [day, day+1), scored with the linear model of
 models/trip-duration-linear.json exactly as the Rust scorer does it (left to right, float64,
 null -> 0.0), against the reference split in data/reference.parquet.
+The hourly and sliding cases do the same over the February event set (pickup in [2022-02-01, 2022-03-01)):
+every epoch-aligned window [s, s+size) with s on a whole hour that holds at least one of those events
+(`--only windows`; 2 worker processes by default, `--workers N`).
 """
 from __future__ import annotations
 
@@ -224,6 +229,26 @@ def daily_windows(month_start: datetime, days: int):
         yield start, start + timedelta(days=1)
 
 
+def _ts(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def time_window_case(name: str, start: datetime, end: datetime, expected, error) -> Dict[str, Any]:
+    """One case over a time window of the February file (the format of every feb-2022-*.json file)."""
+    return {
+        "name": name,
+        "reference": REF_PATH,
+        "current": CUR_PATH,
+        "score_current_with": MODEL_PATH,
+        "time_column": TIME_COLUMN,
+        "start": _ts(start),
+        "end": _ts(end),
+        "column_mapping": COURSE_MAPPING,
+        "expected": expected,
+        "expected_error": error,
+    }
+
+
 def feb_cases(ref_file: str, cur_file: str, model_file: str) -> List[Dict[str, Any]]:
     reference = pd.read_parquet(ref_file)
     raw = pd.read_parquet(cur_file)
@@ -233,18 +258,7 @@ def feb_cases(ref_file: str, cur_file: str, model_file: str) -> List[Dict[str, A
         window = raw[(raw[TIME_COLUMN] >= start) & (raw[TIME_COLUMN] < end)].copy()
         window["prediction"] = score(window, model)
         expected, error = evaluate(reference, window, COURSE_MAPPING, "fare_amount")
-        case = {
-            "name": start.strftime("%Y-%m-%d"),
-            "reference": REF_PATH,
-            "current": CUR_PATH,
-            "score_current_with": MODEL_PATH,
-            "time_column": TIME_COLUMN,
-            "start": start.strftime("%Y-%m-%dT%H:%M:%S"),
-            "end": end.strftime("%Y-%m-%dT%H:%M:%S"),
-            "column_mapping": COURSE_MAPPING,
-            "expected": expected,
-            "expected_error": error,
-        }
+        case = time_window_case(start.strftime("%Y-%m-%d"), start, end, expected, error)
         cases.append(case)
         if expected is not None:
             print(
@@ -257,6 +271,111 @@ def feb_cases(ref_file: str, cur_file: str, model_file: str) -> List[Dict[str, A
         else:
             print(f"  {case['name']}: ERROR {error}")
     return cases
+
+
+# --------------------------------------------------------------------------------------------
+# Hourly tumbling and 1d/1h sliding February windows
+# --------------------------------------------------------------------------------------------
+
+FEB_START = datetime(2022, 2, 1)
+FEB_END = datetime(2022, 3, 1)
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+
+# Window specs as the monitor spells them (`--window 1h`, `--window 1d/1h`): label, size, step, output file.
+WINDOW_SETS = [
+    ("1h", HOUR, HOUR, "feb-2022-hourly.json"),
+    ("1d/1h", DAY, HOUR, "feb-2022-sliding-1d-1h.json"),
+]
+
+# Set in the parent before the worker pool forks (read-only in the workers).
+_WINDOW_STATE: Dict[str, Any] = {}
+
+
+def feb_events(raw: pd.DataFrame) -> pd.DataFrame:
+    """The February event set: rows with pickup in [2022-02-01, 2022-03-01), in file order."""
+    t = raw[TIME_COLUMN]
+    return raw[(t >= FEB_START) & (t < FEB_END)]
+
+
+def window_starts(times: pd.Series, size: timedelta, step: timedelta) -> List[datetime]:
+    """Starts s (multiples of `step` since the epoch) of every window [s, s+size) holding at least one event."""
+    step_us = step // timedelta(microseconds=1)
+    size_us = size // timedelta(microseconds=1)
+    assert size_us % step_us == 0
+    us = times.to_numpy(dtype="datetime64[us]").astype(np.int64)
+    panes = np.unique(us // step_us)  # floor division: epoch-aligned panes
+    starts = np.unique((panes[:, None] - np.arange(size_us // step_us)[None, :]).ravel())
+    epoch = datetime(1970, 1, 1)
+    return [epoch + timedelta(microseconds=int(p * step_us)) for p in starts]
+
+
+def _window_worker_init() -> None:
+    # One BLAS thread per worker: with 2 workers on 2 cores, numpy's default of one thread per core only
+    # oversubscribes them (about 0.3 instead of 0.5 CPU seconds per window; the values do not change).
+    from threadpoolctl import threadpool_limits  # pinned in requirements.txt (a scikit-learn dependency)
+
+    _WINDOW_STATE["blas_limit"] = threadpool_limits(limits=1, user_api="blas")
+
+
+def _window_worker(task):
+    name, start, end = task
+    st = _WINDOW_STATE
+    t = st["events"][TIME_COLUMN]
+    window = st["events"][(t >= start) & (t < end)].copy()
+    assert len(window) > 0, name
+    window["prediction"] = score(window, st["model"])
+    expected, error = evaluate(st["reference"], window, COURSE_MAPPING, "fare_amount")
+    return time_window_case(name, start, end, expected, error)
+
+
+def window_cases(ref_file: str, cur_file: str, model_file: str, workers: int) -> Dict[str, List[Dict[str, Any]]]:
+    """Every window of each WINDOW_SETS spec over the February event set; {file name: cases}."""
+    import multiprocessing as mp
+    import time
+
+    events = feb_events(pd.read_parquet(cur_file))
+    _WINDOW_STATE.update(reference=pd.read_parquet(ref_file), events=events, model=load_model(model_file))
+    tasks = []
+    for label, size, step, fname in WINDOW_SETS:
+        for start in window_starts(events[TIME_COLUMN], size, step):
+            tasks.append((fname, (f"{label}/{_ts(start)}", start, start + size)))
+    out: Dict[str, List[Dict[str, Any]]] = {fname: [] for _, _, _, fname in WINDOW_SETS}
+    t0 = time.monotonic()
+    print(f"  {len(events)} February events, {len(tasks)} windows, {workers} worker(s)")
+    ctx = mp.get_context("fork")
+    with ctx.Pool(workers, initializer=_window_worker_init) as pool:
+        results = pool.imap(_window_worker, [t for _, t in tasks], chunksize=4)
+        for i, ((fname, _), case) in enumerate(zip(tasks, results), 1):
+            out[fname].append(case)
+            if case["expected"] is None:
+                print(f"  {case['name']}: ERROR {case['expected_error']}")
+            if i % 200 == 0 or i == len(tasks):
+                print(f"  {i}/{len(tasks)} windows, {time.monotonic() - t0:.1f} s")
+    _WINDOW_STATE.clear()
+    return out
+
+
+def window_summary(fname: str, cases: List[Dict[str, Any]]) -> str:
+    ok = [c["expected"] for c in cases if c["expected"] is not None]
+    return (
+        f"{fname}: {len(cases)} windows ({cases[0]['start']} .. {cases[-1]['start']}), "
+        f"{sum(e['dataset_drift'] for e in ok)} with dataset drift, {len(cases) - len(ok)} Evidently errors, "
+        f"rows per window {min(e['row_count'] for e in ok)}..{max(e['row_count'] for e in ok)}"
+    )
+
+
+def write_json_compact(path: str, doc: Dict[str, Any]) -> None:
+    """Like write_json, without indentation: one case per line (floats are still Python reprs)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+
+    def dump(x):
+        return json.dumps(_jsonable(x), separators=(",", ":"), allow_nan=False)
+
+    with open(path, "w") as fh:
+        fh.write('{"generator":' + dump(doc["generator"]) + ',"cases":[\n')
+        fh.write(",\n".join(dump(c) for c in doc["cases"]))
+        fh.write("\n]}\n")
 
 
 # --------------------------------------------------------------------------------------------
@@ -892,7 +1011,8 @@ def main(argv=None) -> int:
     ap.add_argument("--current", default=CUR_PATH, help="February TLC parquet to read")
     ap.add_argument("--model", default=MODEL_PATH, help="model JSON to score the windows with")
     ap.add_argument("--out-dir", default=GOLDEN_DIR)
-    ap.add_argument("--only", choices=["all", "daily", "synthetic"], default="all")
+    ap.add_argument("--only", choices=["all", "daily", "windows", "synthetic"], default="all")
+    ap.add_argument("--workers", type=int, default=2, help="processes for the hourly/sliding windows")
     args = ap.parse_args(argv)
 
     gen = generator_info()
@@ -903,6 +1023,15 @@ def main(argv=None) -> int:
         print("February daily cases:")
         cases = feb_cases(args.reference, args.current, args.model)
         write_json(os.path.join(args.out_dir, "feb-2022-daily.json"), {"generator": gen, "cases": cases})
+    if args.only in ("all", "windows"):
+        if (args.reference, args.model) != (REF_PATH, MODEL_PATH):
+            print(f"NOTE: reading {args.reference} and {args.model}; the JSON records {REF_PATH} and {MODEL_PATH}")
+        print("February hourly and 1d/1h sliding windows:")
+        by_file = window_cases(args.reference, args.current, args.model, args.workers)
+        for fname, cases in by_file.items():
+            path = os.path.join(args.out_dir, fname)
+            write_json_compact(path, {"generator": gen, "cases": cases})
+            print(f"  {window_summary(fname, cases)}; {os.path.getsize(path)} bytes")
     if args.only in ("all", "synthetic"):
         syn_dir = os.path.join(args.out_dir, "synthetic")
         if os.path.isdir(syn_dir):

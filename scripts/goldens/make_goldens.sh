@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Regenerates the Evidently golden values under tests/golden/ (and, with --bench, the Evidently timings).
 #
-#   scripts/goldens/make_goldens.sh                 # daily February cases + synthetic cases
-#   scripts/goldens/make_goldens.sh --only daily    # or: --only synthetic
+#   scripts/goldens/make_goldens.sh                 # daily, hourly and 1d/1h sliding February cases + synthetic cases
+#   scripts/goldens/make_goldens.sh --only daily    # or: --only windows (hourly + sliding), --only synthetic
 #   scripts/goldens/make_goldens.sh --bench         # goldens, then scripts/goldens/evidently_bench.py
 #   scripts/goldens/make_goldens.sh --bench-only    # only the timings
 #   scripts/goldens/make_goldens.sh -- --reference other.parquet --model other.json
 #       (arguments after -- go to evidently_goldens.py and evidently_bench.py; the JSON still records the repo paths)
+#   scripts/goldens/make_goldens.sh --workers 4     # processes for the hourly/sliding windows (default 2)
 #
 # Inputs (repo-relative): data/reference.parquet and models/trip-duration-linear.json (from `scorer train`),
 # data/green_tripdata_2022-02.parquet.
@@ -15,6 +16,7 @@
 # (default: python3.11, else python3); the goldens were produced with Python 3.11.
 set -euo pipefail
 
+self="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
 run_goldens=1
@@ -26,8 +28,9 @@ while [ $# -gt 0 ]; do
         --bench) run_bench=1 ;;
         --bench-only) run_bench=1; run_goldens=0 ;;
         --only) gen_args+=("--only" "$2"); shift ;;
+        --workers) gen_args+=("--workers" "$2"); shift ;;
         --) shift; extra_args+=("$@"); break ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,17p' "$self"; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
     shift

@@ -165,12 +165,26 @@ async fn dead_letters(
 }
 
 /// Golden files of the windows the monitor computes in this run: (file, kind, size, step).
-const WINDOW_GOLDENS: [(&str, &str, i64, i64); 1] = [(
-    "tests/golden/feb-2022-daily.json",
-    "tumbling",
-    86_400,
-    86_400,
-)];
+const WINDOW_GOLDENS: [(&str, &str, i64, i64); 3] = [
+    (
+        "tests/golden/feb-2022-daily.json",
+        "tumbling",
+        86_400,
+        86_400,
+    ),
+    (
+        "tests/golden/feb-2022-hourly.json",
+        "tumbling",
+        3_600,
+        3_600,
+    ),
+    (
+        "tests/golden/feb-2022-sliding-1d-1h.json",
+        "sliding",
+        86_400,
+        3_600,
+    ),
+];
 
 /// One window's stored metrics against Evidently's: every statistic, flags exactly.
 async fn check_window(
@@ -349,7 +363,7 @@ async fn february_replay_matches_evidently_in_postgres() -> Result<()> {
                 "--reference".into(),
                 "data/reference.parquet".into(),
                 "--window".into(),
-                "1d".into(),
+                "1d,1h,1d/1h".into(),
                 "--idle-timeout".into(),
                 "3s".into(),
             ],
