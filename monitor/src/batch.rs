@@ -291,11 +291,15 @@ fn window_row(
     ))
 }
 
-/// Builds the reference profile from a Parquet file (the whole file is the reference).
+/// Builds the reference profile from a Parquet file (the whole file is the reference), or
+/// loads it when the file is a stored profile (`monitor profile`).
 pub async fn reference_from_parquet(
     path: &str,
     mapping: &ColumnMapping,
 ) -> Result<Vec<ReferenceColumn>> {
+    if let Some(profile) = crate::profile::read(path, mapping)? {
+        return Ok(profile);
+    }
     let reference_error = |reason| MonitorError::Reference {
         path: path.to_owned(),
         reason,

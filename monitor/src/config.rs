@@ -27,6 +27,9 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Compute the same metrics over a scored Parquet file and print them as JSON.
     Batch(Box<BatchArgs>),
+    /// Build the reference profile once and store it, so `run` and `batch` load it with
+    /// `--reference <output>` instead of aggregating the reference data.
+    Profile(Box<ProfileArgs>),
 }
 
 /// Options of `monitor run`.
@@ -145,6 +148,29 @@ pub struct BatchArgs {
     /// it the whole selection is one window.
     #[arg(long, env = "MONITOR_BATCH_WINDOW")]
     pub window: Option<String>,
+}
+
+/// Options of `monitor profile`.
+#[derive(Debug, Args)]
+pub struct ProfileArgs {
+    /// Monitoring spec (TOML); replaces the column-mapping and reference options.
+    #[arg(long, env = "MONITOR_SPEC")]
+    pub spec: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub mapping: MappingArgs,
+
+    /// Reference data (Parquet) to profile.
+    #[arg(
+        long,
+        env = "MONITOR_REFERENCE",
+        default_value = "data/reference.parquet"
+    )]
+    pub reference: String,
+
+    /// Where to write the profile (Parquet).
+    #[arg(long, env = "MONITOR_PROFILE_OUTPUT")]
+    pub output: String,
 }
 
 /// What to monitor, from a spec file or from the command-line options.

@@ -8,6 +8,7 @@ pub mod decode;
 pub mod error;
 pub mod evaluate;
 pub mod mapping;
+pub mod profile;
 pub mod report;
 pub mod service;
 pub mod spec;

@@ -7,7 +7,7 @@ use streamwatch_common::events::{
 };
 
 use crate::batch::{aggregate_parquet, reference_from_parquet, Slice};
-use crate::config::{BatchArgs, Resolved};
+use crate::config::{BatchArgs, ProfileArgs, Resolved};
 use crate::evaluate::{evaluate, WindowMetrics};
 use crate::mapping::ColumnMapping;
 use crate::window::{parse_duration, ReadyWindow};
@@ -136,4 +136,12 @@ pub async fn batch(args: &BatchArgs) -> Result<Vec<BatchWindow>> {
             }
         })
         .collect())
+}
+
+/// Runs `monitor profile`: aggregates the reference once and stores its value counts.
+pub async fn profile(args: &ProfileArgs) -> Result<(String, usize)> {
+    let resolved = Resolved::new(args.spec.as_deref(), &args.mapping, &args.reference, &[])?;
+    let reference = reference_from_parquet(&resolved.reference, &resolved.mapping).await?;
+    crate::profile::write(&args.output, &resolved.mapping, &reference)?;
+    Ok((args.output.clone(), reference.len()))
 }
