@@ -7,17 +7,14 @@
 //! evaluate every metric (the streaming path after JSON decoding), the time of the
 //! evaluation alone (what runs when a window closes), and the ratio to Evidently.
 
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Float64Type, TimeUnit, TimestampMicrosecondType};
 use streamwatch_monitor::batch::reference_from_parquet;
-use streamwatch_monitor::decode::DecodedEvent;
 use streamwatch_monitor::evaluate::evaluate;
-use streamwatch_monitor::mapping::{ColumnMapping, MappingArgs};
 use streamwatch_monitor::window::{MicroBatch, WindowOperator, WindowSpec};
+
+mod common;
+use common::{repo, scored_february, taxi_mapping};
 
 const REPEATS: usize = 30;
 const DAY_US: i64 = 86_400_000_000;
@@ -34,71 +31,9 @@ fn median(mut samples: Vec<f64>) -> f64 {
     samples[samples.len() / 2]
 }
 
-/// The scored February file as decoded events, the form the window operator receives.
-fn february_events(batch: &RecordBatch, counted: &[String]) -> Vec<DecodedEvent> {
-    let times = cast(
-        batch.column_by_name("lpep_pickup_datetime").unwrap(),
-        &DataType::Timestamp(TimeUnit::Microsecond, None),
-    )
-    .unwrap();
-    let times = times.as_primitive::<TimestampMicrosecondType>();
-    let values: Vec<_> = counted
-        .iter()
-        .map(|c| cast(batch.column_by_name(c).unwrap(), &DataType::Float64).unwrap())
-        .collect();
-    (0..batch.num_rows())
-        .map(|row| {
-            let cells = batch
-                .columns()
-                .iter()
-                .enumerate()
-                .map(|(id, column)| {
-                    let missing = column.is_null(row)
-                        || matches!(column.data_type(), DataType::Utf8 | DataType::LargeUtf8)
-                            && cast(&column.slice(row, 1), &DataType::Utf8)
-                                .unwrap()
-                                .as_string::<i32>()
-                                .value(0)
-                                .is_empty()
-                        || matches!(column.data_type(), DataType::Float64)
-                            && !column.as_primitive::<Float64Type>().value(row).is_finite();
-                    (id as u32, missing)
-                })
-                .collect();
-            DecodedEvent {
-                event_time_us: times.value(row),
-                trip_id: None,
-                values: values
-                    .iter()
-                    .map(|v| {
-                        let v = v.as_primitive::<Float64Type>();
-                        (!v.is_null(row)).then(|| v.value(row))
-                    })
-                    .collect(),
-                cells,
-            }
-        })
-        .collect()
-}
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let mapping = ColumnMapping::from_args(&MappingArgs {
-        monitor_name: "bench".into(),
-        prediction: "prediction".into(),
-        numerical: [
-            "passenger_count",
-            "trip_distance",
-            "fare_amount",
-            "total_amount",
-        ]
-        .map(String::from)
-        .to_vec(),
-        categorical: ["PULocationID", "DOLocationID"].map(String::from).to_vec(),
-        quantiles: vec!["fare_amount:0.5".into()],
-        drift_share: 0.5,
-    })
-    .unwrap();
+    let mapping = taxi_mapping();
     let counted = mapping.counted_columns();
     let reference = reference_from_parquet(
         repo().join("data/reference.parquet").to_str().unwrap(),
@@ -106,15 +41,7 @@ async fn main() {
     )
     .await
     .unwrap();
-    let model =
-        streamwatch_scorer::LinearModel::load(repo().join("models/trip-duration-linear.json"))
-            .unwrap();
-    let raw = streamwatch_scorer::batch::read_parquet(
-        &repo().join("data/green_tripdata_2022-02.parquet"),
-    )
-    .unwrap();
-    let scored = streamwatch_scorer::score_batch(&model, &raw).unwrap();
-    let events = february_events(&scored, &counted);
+    let events = scored_february(&counted);
 
     let evidently: serde_json::Value =
         std::fs::read_to_string(repo().join("tests/golden/evidently-timings.json"))
