@@ -1,6 +1,6 @@
 //! Per-window metric time on the 28 February 2022 days, against Evidently's time on the
 //! same windows (tests/golden/evidently-timings.json, made by
-//! scripts/goldens/bench_evidently.sh on the same machine).
+//! scripts/goldens/make_goldens.sh --bench-only on the same machine).
 //!
 //! Run with `cargo bench -p streamwatch-monitor --bench window_metrics`. Prints a table:
 //! for each day, the time to aggregate the window's events into pane value counts and
@@ -18,13 +18,6 @@ use common::{repo, scored_february, taxi_mapping};
 
 const REPEATS: usize = 30;
 const DAY_US: i64 = 86_400_000_000;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 fn median(mut samples: Vec<f64>) -> f64 {
     samples.sort_by(f64::total_cmp);
