@@ -310,14 +310,6 @@ def window_starts(times: pd.Series, size: timedelta, step: timedelta) -> List[da
     return [epoch + timedelta(microseconds=int(p * step_us)) for p in starts]
 
 
-def _window_worker_init() -> None:
-    # One BLAS thread per worker: with 2 workers on 2 cores, numpy's default of one thread per core only
-    # oversubscribes them (about 0.3 instead of 0.5 CPU seconds per window; the values do not change).
-    from threadpoolctl import threadpool_limits  # pinned in requirements.txt (a scikit-learn dependency)
-
-    _WINDOW_STATE["blas_limit"] = threadpool_limits(limits=1, user_api="blas")
-
-
 def _window_worker(task):
     name, start, end = task
     st = _WINDOW_STATE
@@ -343,8 +335,10 @@ def window_cases(ref_file: str, cur_file: str, model_file: str, workers: int) ->
     out: Dict[str, List[Dict[str, Any]]] = {fname: [] for _, _, _, fname in WINDOW_SETS}
     t0 = time.monotonic()
     print(f"  {len(events)} February events, {len(tasks)} windows, {workers} worker(s)")
+    # The workers keep numpy's default BLAS threads, like the daily cases: scipy's wasserstein_distance ends in
+    # an OpenBLAS dot (np.vecdot) whose summation order, hence the last ulps, depends on the thread count.
     ctx = mp.get_context("fork")
-    with ctx.Pool(workers, initializer=_window_worker_init) as pool:
+    with ctx.Pool(workers) as pool:
         results = pool.imap(_window_worker, [t for _, t in tasks], chunksize=4)
         for i, ((fname, _), case) in enumerate(zip(tasks, results), 1):
             out[fname].append(case)
