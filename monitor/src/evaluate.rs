@@ -75,7 +75,7 @@ pub struct WindowData {
 }
 
 /// The metrics of one window (everything in a metric row but its key).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct WindowMetrics {
     pub row_count: u64,
     pub number_of_columns: u32,

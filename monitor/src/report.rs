@@ -2,9 +2,7 @@
 
 use chrono::{NaiveDateTime, Utc};
 use serde::Serialize;
-use streamwatch_common::events::{
-    format_timestamp, parse_timestamp, ColumnDrift, MetricRow, QuantileValue, WindowKey,
-};
+use streamwatch_common::events::{format_timestamp, parse_timestamp, MetricRow, WindowKey};
 
 use crate::batch::{aggregate_parquet, reference_from_parquet, Slice};
 use crate::config::{BatchArgs, ProfileArgs, Resolved};
@@ -55,16 +53,8 @@ pub struct BatchWindow {
     /// Window start, or the `--from` bound (if any) for a single window.
     pub window_start: Option<String>,
     pub window_end: Option<String>,
-    pub row_count: u64,
-    pub number_of_columns: u32,
-    pub number_of_missing_values: u64,
-    pub share_of_missing_values: Option<f64>,
-    pub prediction_drift: Option<ColumnDrift>,
-    pub number_of_drifted_columns: u32,
-    pub share_of_drifted_columns: f64,
-    pub dataset_drift: bool,
-    pub columns: Vec<ColumnDrift>,
-    pub quantiles: Vec<QuantileValue>,
+    #[serde(flatten)]
+    pub metrics: WindowMetrics,
 }
 
 fn parse_bound(text: &Option<String>) -> Result<Option<NaiveDateTime>> {
@@ -123,16 +113,7 @@ pub async fn batch(args: &BatchArgs) -> Result<Vec<BatchWindow>> {
             BatchWindow {
                 window_start: window_start.map(format_timestamp),
                 window_end: window_end.map(format_timestamp),
-                row_count: metrics.row_count,
-                number_of_columns: metrics.number_of_columns,
-                number_of_missing_values: metrics.number_of_missing_values,
-                share_of_missing_values: metrics.share_of_missing_values,
-                prediction_drift: metrics.prediction_drift,
-                number_of_drifted_columns: metrics.number_of_drifted_columns,
-                share_of_drifted_columns: metrics.share_of_drifted_columns,
-                dataset_drift: metrics.dataset_drift,
-                columns: metrics.columns,
-                quantiles: metrics.quantiles,
+                metrics,
             }
         })
         .collect())

@@ -39,7 +39,7 @@ async fn a_spec_for_another_data_set_drives_the_batch_command() {
     };
     let windows = batch(&args).await.unwrap();
     assert_eq!(windows.len(), 1);
-    let window = &windows[0];
+    let window = &windows[0].metrics;
 
     let goldens: Value = serde_json::from_str(
         &std::fs::read_to_string(repo().join("tests/golden/synthetic.json")).unwrap(),
