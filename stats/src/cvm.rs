@@ -172,29 +172,6 @@ fn round_to_half(x: f64) -> f64 {
     r.copysign(x)
 }
 
-/// numpy's pairwise sum of a float32 array (the float64 algorithm in float32).
-fn pairwise_sum_f32(a: &[f32]) -> f32 {
-    let n = a.len();
-    if n < 8 {
-        a.iter().fold(-0.0, |res, &x| res + x)
-    } else if n <= 128 {
-        let mut r = [0.0_f32; 8];
-        r.copy_from_slice(&a[..8]);
-        let blocks_end = n - n % 8;
-        for chunk in a[8..blocks_end].chunks_exact(8) {
-            for (acc, &x) in r.iter_mut().zip(chunk) {
-                *acc += x;
-            }
-        }
-        let res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-        a[blocks_end..].iter().fold(res, |res, &x| res + x)
-    } else {
-        let half = n / 2;
-        let half = half - half % 8;
-        pairwise_sum_f32(&a[..half]) + pairwise_sum_f32(&a[half..])
-    }
-}
-
 /// Evidently's `_pval_cvm_2samp_exact(u, m, n)`, including its numerics:
 /// the recursion runs in the dtype `np.min_scalar_type(max(zeta_bound,
 /// combinations))` picks, which is **float16 or float32** whenever the
@@ -266,7 +243,7 @@ fn pval_exact(s: f64, m: u64, n: u64) -> f64 {
         }
         ExactDtype::Single => {
             let freqs: Vec<f32> = selected.map(|(_, f)| *f as f32).collect();
-            let total = pairwise_sum_f32(&freqs);
+            let total = crate::sum::pairwise_sum::<f32>(&freqs);
             f64::from(total / combinations as f32)
         }
     }

@@ -1,19 +1,23 @@
 //! Summation helpers: numpy's pairwise sum, to reproduce numpy's rounding
 //! where the order of the terms is known, and a compensated sum where it is not.
 
-/// numpy's `np.sum` of a contiguous float64 array (`DOUBLE_pairwise_sum`):
-/// a plain loop below 8 elements, 8 accumulators up to 128, halving above.
-pub(crate) fn pairwise_sum(a: &[f64]) -> f64 {
+/// numpy's `np.sum` of a contiguous float array (`DOUBLE_pairwise_sum`, and the same
+/// algorithm in float32 for `FLOAT_pairwise_sum`): a plain loop below 8 elements, 8
+/// accumulators up to 128, halving above.
+pub(crate) fn pairwise_sum<T>(a: &[T]) -> T
+where
+    T: Copy + Default + From<f32> + std::ops::Add<Output = T>,
+{
     let n = a.len();
     if n < 8 {
-        a.iter().fold(-0.0, |res, &x| res + x)
+        a.iter().fold(T::from(-0.0), |res, &x| res + x)
     } else if n <= 128 {
-        let mut r = [0.0_f64; 8];
+        let mut r = [T::default(); 8];
         r.copy_from_slice(&a[..8]);
         let blocks_end = n - n % 8;
         for chunk in a[8..blocks_end].chunks_exact(8) {
             for (acc, &x) in r.iter_mut().zip(chunk) {
-                *acc += x;
+                *acc = *acc + x;
             }
         }
         let res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
@@ -120,7 +124,7 @@ mod tests {
             assert_eq!(pairwise_sum(&a), numpy, "n = {n}");
             assert_eq!(a.iter().fold(0.0, |s, x| s + x), sequential);
         }
-        assert_eq!(pairwise_sum(&[]), 0.0);
+        assert_eq!(pairwise_sum::<f64>(&[]), 0.0);
         for n in [0, 5, 17, 129, 300, 1000] {
             let a: Vec<f64> = (0..n).map(|i| 1.0 / (1.0 + f64::from(i))).collect();
             let mut it = a.iter().copied();
