@@ -6,8 +6,6 @@ use clap::{Args, Parser, Subcommand};
 use streamwatch_common::kafka::KafkaArgs;
 use streamwatch_common::telemetry::AdminArgs;
 
-use std::path::Path;
-
 use crate::mapping::{ColumnMapping, MappingArgs};
 use crate::spec::Spec;
 use crate::Result;
@@ -32,6 +30,27 @@ pub enum Command {
     Profile(Box<ProfileArgs>),
 }
 
+/// What to monitor: a spec file, or the column-mapping options and the reference data.
+#[derive(Debug, Clone, Args)]
+pub struct MonitoredArgs {
+    /// Monitoring spec (TOML, see examples/specs/taxi.toml). When given, it replaces the
+    /// column-mapping, reference, quantile and window options.
+    #[arg(long, env = "MONITOR_SPEC")]
+    pub spec: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub mapping: MappingArgs,
+
+    /// Reference data (Parquet with the mapped columns, or a stored profile); its profile is
+    /// built once at start.
+    #[arg(
+        long,
+        env = "MONITOR_REFERENCE",
+        default_value = "data/reference.parquet"
+    )]
+    pub reference: String,
+}
+
 /// Options of `monitor run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -41,21 +60,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub admin: AdminArgs,
 
-    /// Monitoring spec (TOML, see examples/specs/taxi.toml). When given, it replaces the
-    /// column-mapping, reference, quantile and window options.
-    #[arg(long, env = "MONITOR_SPEC")]
-    pub spec: Option<PathBuf>,
-
     #[command(flatten)]
-    pub mapping: MappingArgs,
-
-    /// Reference data (Parquet) with the mapped columns; its profile is built once at start.
-    #[arg(
-        long,
-        env = "MONITOR_REFERENCE",
-        default_value = "data/reference.parquet"
-    )]
-    pub reference: String,
+    pub monitored: MonitoredArgs,
 
     /// Topic of scored trip events.
     #[arg(long, env = "MONITOR_INPUT_TOPIC", default_value = "trips.scored")]
@@ -108,21 +114,8 @@ pub struct RunArgs {
 /// Options of `monitor batch`.
 #[derive(Debug, Args)]
 pub struct BatchArgs {
-    /// Monitoring spec (TOML, see examples/specs/taxi.toml). When given, it replaces the
-    /// column-mapping, reference, quantile and window options.
-    #[arg(long, env = "MONITOR_SPEC")]
-    pub spec: Option<PathBuf>,
-
     #[command(flatten)]
-    pub mapping: MappingArgs,
-
-    /// Reference data (Parquet).
-    #[arg(
-        long,
-        env = "MONITOR_REFERENCE",
-        default_value = "data/reference.parquet"
-    )]
-    pub reference: String,
+    pub monitored: MonitoredArgs,
 
     /// Current data (Parquet) holding the prediction column.
     #[arg(long, env = "MONITOR_CURRENT")]
@@ -153,20 +146,8 @@ pub struct BatchArgs {
 /// Options of `monitor profile`.
 #[derive(Debug, Args)]
 pub struct ProfileArgs {
-    /// Monitoring spec (TOML); replaces the column-mapping and reference options.
-    #[arg(long, env = "MONITOR_SPEC")]
-    pub spec: Option<PathBuf>,
-
     #[command(flatten)]
-    pub mapping: MappingArgs,
-
-    /// Reference data (Parquet) to profile.
-    #[arg(
-        long,
-        env = "MONITOR_REFERENCE",
-        default_value = "data/reference.parquet"
-    )]
-    pub reference: String,
+    pub monitored: MonitoredArgs,
 
     /// Where to write the profile (Parquet).
     #[arg(long, env = "MONITOR_PROFILE_OUTPUT")]
@@ -184,13 +165,9 @@ pub struct Resolved {
 }
 
 impl Resolved {
-    pub fn new(
-        spec: Option<&Path>,
-        mapping: &MappingArgs,
-        reference: &str,
-        windows: &[String],
-    ) -> Result<Self> {
-        match spec {
+    /// `windows` are the command-line windows, used when there is no spec.
+    pub fn new(args: &MonitoredArgs, windows: &[String]) -> Result<Self> {
+        match &args.spec {
             Some(path) => {
                 let spec = Spec::load(path)?;
                 Ok(Self {
@@ -201,8 +178,8 @@ impl Resolved {
                 })
             }
             None => Ok(Self {
-                mapping: ColumnMapping::from_args(mapping)?,
-                reference: reference.to_owned(),
+                mapping: ColumnMapping::from_args(&args.mapping)?,
+                reference: args.reference.clone(),
                 windows: windows.to_vec(),
                 timestamp: None,
             }),

@@ -73,7 +73,7 @@ fn parse_bound(text: &Option<String>) -> Result<Option<NaiveDateTime>> {
 /// Runs `monitor batch`: the metrics of a scored Parquet file against a reference, per
 /// window or for the whole selection.
 pub async fn batch(args: &BatchArgs) -> Result<Vec<BatchWindow>> {
-    let resolved = Resolved::new(args.spec.as_deref(), &args.mapping, &args.reference, &[])?;
+    let resolved = Resolved::new(&args.monitored, &[])?;
     let mapping = resolved.mapping;
     let reference = reference_from_parquet(&resolved.reference, &mapping).await?;
     let window_seconds = args
@@ -121,7 +121,7 @@ pub async fn batch(args: &BatchArgs) -> Result<Vec<BatchWindow>> {
 
 /// Runs `monitor profile`: aggregates the reference once and stores its value counts.
 pub async fn profile(args: &ProfileArgs) -> Result<(String, usize)> {
-    let resolved = Resolved::new(args.spec.as_deref(), &args.mapping, &args.reference, &[])?;
+    let resolved = Resolved::new(&args.monitored, &[])?;
     let reference = reference_from_parquet(&resolved.reference, &resolved.mapping).await?;
     crate::profile::write(&args.output, &resolved.mapping, &reference)?;
     Ok((args.output.clone(), reference.len()))

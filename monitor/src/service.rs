@@ -55,12 +55,7 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
     let readiness = Readiness::default();
     serve_admin("monitor", &args.admin, readiness.clone(), shutdown.clone()).await?;
 
-    let resolved = Resolved::new(
-        args.spec.as_deref(),
-        &args.mapping,
-        &args.reference,
-        &args.windows,
-    )?;
+    let resolved = Resolved::new(&args.monitored, &args.windows)?;
     let mapping = resolved.mapping;
     let specs = resolved
         .windows

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use streamwatch_monitor::config::BatchArgs;
+use streamwatch_monitor::config::{BatchArgs, MonitoredArgs};
 use streamwatch_monitor::mapping::MappingArgs;
 use streamwatch_monitor::report::batch;
 
@@ -18,16 +18,18 @@ fn repo() -> PathBuf {
 #[tokio::test]
 async fn a_spec_for_another_data_set_drives_the_batch_command() {
     let args = BatchArgs {
-        spec: Some(repo().join("examples/specs/synthetic-rides.toml")),
-        mapping: MappingArgs {
-            monitor_name: "ignored".into(),
-            prediction: "ignored".into(),
-            numerical: vec![],
-            categorical: vec![],
-            quantiles: vec![],
-            drift_share: 0.5,
+        monitored: MonitoredArgs {
+            spec: Some(repo().join("examples/specs/synthetic-rides.toml")),
+            mapping: MappingArgs {
+                monitor_name: "ignored".into(),
+                prediction: "ignored".into(),
+                numerical: vec![],
+                categorical: vec![],
+                quantiles: vec![],
+                drift_share: 0.5,
+            },
+            reference: "ignored".into(),
         },
-        reference: "ignored".into(),
         current: repo()
             .join("tests/golden/synthetic/large_ref_small_window/current.parquet")
             .to_string_lossy()
