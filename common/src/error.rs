@@ -41,6 +41,10 @@ pub enum Error {
     },
     #[error("metrics recorder could not be installed: {0}")]
     MetricsRecorder(String),
+    /// A monitoring spec that cannot be read or is invalid; the text names the file, the
+    /// line when there is one, and the reason.
+    #[error("{0}")]
+    Spec(String),
     #[error("invalid timestamp {value:?}: expected YYYY-MM-DDTHH:MM:SS[.ffffff]")]
     Timestamp { value: String },
 }

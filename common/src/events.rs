@@ -7,6 +7,8 @@ use crate::{Error, Result};
 
 /// Field holding a trip's stable id (`<source>:<row>`), the deduplication key.
 pub const TRIP_ID: &str = "trip_id";
+/// Field of a completion event holding its prediction's event time.
+pub const PREDICTION_TIME: &str = "prediction_time";
 /// Field holding the event time (the pickup time for TLC trips).
 pub const EVENT_TIME: &str = "event_time";
 /// Field the scorer adds with the model's prediction (minutes).
@@ -112,6 +114,31 @@ pub struct QuantileValue {
     pub value: Option<f64>,
 }
 
+/// How much of one column in one window lies outside the reference's range: outside its
+/// `[lower_quantile, upper_quantile]` quantiles, and outside its IQR fences (Tukey's
+/// `Q1 - 1.5 IQR`, `Q3 + 1.5 IQR`). Quantiles are numpy's linear method on the reference's
+/// finite values; "outside" is strictly below the lower or strictly above the upper bound.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnOutliers {
+    pub column: String,
+    /// The reference quantiles the range is cut at (`0.01` and `0.99` by default).
+    pub lower_quantile: f64,
+    pub upper_quantile: f64,
+    /// The reference's values at those quantiles.
+    pub lower_bound: f64,
+    pub upper_bound: f64,
+    /// Share of the window's values below `lower_bound` or above `upper_bound`; `None` when
+    /// the window has no values for the column.
+    pub share_outside_quantiles: Option<f64>,
+    pub iqr_lower_fence: f64,
+    pub iqr_upper_fence: f64,
+    /// Share of the window's values below `iqr_lower_fence` or above `iqr_upper_fence`.
+    pub share_outside_iqr: Option<f64>,
+    /// The shares' denominator: the window's non-missing finite values (null, NaN and ±inf
+    /// are missing cells, so ±inf is neither counted nor an outlier).
+    pub values: u64,
+}
+
 /// Everything a monitor reports for one window; the sink upserts it by `window`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricRow {
@@ -130,7 +157,205 @@ pub struct MetricRow {
     /// Every monitored column's drift, as Evidently's DatasetDriftMetric computes it.
     pub columns: Vec<ColumnDrift>,
     pub quantiles: Vec<QuantileValue>,
+    /// Per numerical column (and numerical prediction), the share of values outside the
+    /// reference's range; absent in rows from monitors that predate it.
+    #[serde(default)]
+    pub outliers: Vec<ColumnOutliers>,
     pub emitted_at: DateTime<Utc>,
+}
+
+/// The shape of a monitor's windows (a window key without its start and end).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct WindowShape {
+    pub monitor: String,
+    pub kind: WindowKind,
+    pub size_seconds: i64,
+    pub step_seconds: i64,
+}
+
+/// One scored event a window spec dropped: it arrived after the update horizon of every
+/// window of the spec that contains its time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LateEvent {
+    /// Where the event is in the monitor's input topic (its identity: re-reading the topic
+    /// after a restart reports it again, and the sink stores it once).
+    pub partition: i32,
+    pub offset: i64,
+    #[serde(with = "naive_ts")]
+    pub event_time: NaiveDateTime,
+}
+
+/// Events of one window spec dropped as too late in one micro-batch; the sink stores each
+/// once and counts them per window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LateEvents {
+    pub shape: WindowShape,
+    /// The monitor's input topic.
+    pub topic: String,
+    /// The watermark when they were dropped.
+    #[serde(with = "naive_ts")]
+    pub watermark: NaiveDateTime,
+    pub events: Vec<LateEvent>,
+    pub emitted_at: DateTime<Utc>,
+}
+
+impl LateEvents {
+    /// The Kafka message key: late reports of one window shape share a partition.
+    pub fn message_key(&self) -> String {
+        let s = &self.shape;
+        format!(
+            "{}/{}/{}/{}/late",
+            s.monitor,
+            s.kind.as_str(),
+            s.size_seconds,
+            s.step_seconds
+        )
+    }
+}
+
+/// Regression quality of a set of labelled rows (error = prediction − target, as Evidently's
+/// regression metrics define it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegressionMetrics {
+    pub mae: f64,
+    pub rmse: f64,
+    /// Mean of |error| / |target| over the rows whose target is not zero (a fraction, as
+    /// scikit-learn's); `None` when every target is zero.
+    pub mape: Option<f64>,
+    /// Rows MAPE is computed over.
+    pub mape_rows: u64,
+    /// `None` with fewer than two rows or a constant target.
+    pub r2: Option<f64>,
+    /// Mean error: positive when the model overestimates (bias).
+    pub mean_error: f64,
+}
+
+/// How long the truth took to arrive: completion event time − prediction event time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelDelay {
+    pub mean_seconds: f64,
+    pub p50_seconds: f64,
+    pub p95_seconds: f64,
+    pub max_seconds: f64,
+}
+
+/// Performance of one group of rows of a window: all of them, or one segment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PerformanceStats {
+    /// Scored events of the window (of the segment).
+    pub predictions: u64,
+    /// Of those, the ones whose completion arrived within the label horizon.
+    pub labelled_rows: u64,
+    /// `None` when there are no labelled rows, or (segments) fewer than the minimum.
+    pub metrics: Option<RegressionMetrics>,
+    pub label_delay: Option<LabelDelay>,
+}
+
+/// One segment's performance and its fairness ratios against the whole window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentPerformance {
+    /// The segment dimension (`pickup_borough`) and value (`Manhattan`).
+    pub dimension: String,
+    pub value: String,
+    #[serde(flatten)]
+    pub stats: PerformanceStats,
+    /// Fewer labelled rows than the spec's `min_segment_rows`: reported, not measured.
+    pub too_small: bool,
+    /// Segment MAE / overall MAE.
+    pub mae_ratio: Option<f64>,
+    /// Segment mean error / overall mean error.
+    pub bias_ratio: Option<f64>,
+    /// `mae_ratio` is outside the fairness band.
+    pub unfair: bool,
+}
+
+/// Model performance of one window, once the truth arrived (`"record": "performance"`).
+/// Rows belong to the window of their prediction's event time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PerformanceReport {
+    pub window: WindowKey,
+    pub revision: u32,
+    #[serde(flatten)]
+    pub overall: PerformanceStats,
+    /// Completions whose prediction this monitor never saw (counted where their prediction
+    /// time falls).
+    pub unmatched_completions: u64,
+    pub segments: Vec<SegmentPerformance>,
+    /// The fairness band `[low, high]` for `mae_ratio`.
+    pub fairness_band: [f64; 2],
+    /// The measured segment whose MAE ratio is farthest from 1 (by max(r, 1/r)).
+    pub worst_segment: Option<String>,
+    pub worst_mae_ratio: Option<f64>,
+    pub emitted_at: DateTime<Utc>,
+}
+
+/// Whether an alert rule started or stopped firing at a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertState {
+    Firing,
+    Resolved,
+}
+
+impl AlertState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Firing => "firing",
+            AlertState::Resolved => "resolved",
+        }
+    }
+}
+
+/// A transition of an alert rule (`"record": "alert"`): it fired at `window` (the last of
+/// `for_windows` consecutive breaching windows) or resolved there (the first that does not
+/// breach).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertEvent {
+    pub rule: String,
+    pub metric: String,
+    pub op: String,
+    pub threshold: f64,
+    pub for_windows: u32,
+    pub window: WindowKey,
+    pub state: AlertState,
+    /// The metric's value in that window (`None` when undefined there).
+    pub value: Option<f64>,
+    pub emitted_at: DateTime<Utc>,
+}
+
+/// A message on the metrics topic, tagged by its `record` field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "record", rename_all = "snake_case")]
+pub enum MetricsRecord {
+    /// A window's metrics (`"record": "window"`).
+    Window(MetricRow),
+    /// Events dropped as too late (`"record": "late_events"`).
+    LateEvents(LateEvents),
+    /// Model performance once the truth arrived (`"record": "performance"`).
+    Performance(PerformanceReport),
+    /// An alert rule fired or resolved (`"record": "alert"`).
+    Alert(AlertEvent),
+}
+
+impl From<MetricRow> for MetricsRecord {
+    fn from(row: MetricRow) -> Self {
+        MetricsRecord::Window(row)
+    }
+}
+
+impl MetricsRecord {
+    pub fn message_key(&self) -> String {
+        match self {
+            MetricsRecord::Window(row) => row.window.message_key(),
+            MetricsRecord::LateEvents(late) => late.message_key(),
+            MetricsRecord::Performance(report) => {
+                format!("{}/performance", report.window.message_key())
+            }
+            MetricsRecord::Alert(alert) => {
+                format!("{}/alert/{}", alert.window.message_key(), alert.rule)
+            }
+        }
+    }
 }
 
 mod naive_ts {
@@ -197,10 +422,34 @@ mod tests {
                 error: None,
             }],
             quantiles: vec![],
+            outliers: vec![ColumnOutliers {
+                column: "fare_amount".into(),
+                lower_quantile: 0.01,
+                upper_quantile: 0.99,
+                lower_bound: 2.5,
+                upper_bound: 80.0,
+                share_outside_quantiles: Some(1.0 / 3.0),
+                iqr_lower_fence: -5.75,
+                iqr_upper_fence: 37.25,
+                share_outside_iqr: None,
+                values: 3,
+            }],
             emitted_at: Utc::now(),
         };
         let json = serde_json::to_string(&row).unwrap();
         assert_eq!(serde_json::from_str::<MetricRow>(&json).unwrap(), row);
+        // Rows from monitors without outliers still parse.
+        let mut older: serde_json::Value = serde_json::from_str(&json).unwrap();
+        older.as_object_mut().unwrap().remove("outliers");
+        let parsed: MetricRow = serde_json::from_value(older).unwrap();
+        assert!(parsed.outliers.is_empty());
+        let record = MetricsRecord::Window(row.clone());
+        let json = serde_json::to_string(&record).unwrap();
+        assert!(json.starts_with(r#"{"record":"window","#), "{json}");
+        assert_eq!(
+            serde_json::from_str::<MetricsRecord>(&json).unwrap(),
+            record
+        );
         assert_eq!(
             row.window.message_key(),
             "taxi/tumbling/86400/86400/2022-02-01T00:00:00"

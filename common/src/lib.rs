@@ -7,6 +7,7 @@ pub mod error;
 pub mod events;
 pub mod kafka;
 pub mod shutdown;
+pub mod spec;
 pub mod telemetry;
 
 pub use error::{Error, Result};

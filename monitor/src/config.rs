@@ -9,6 +9,7 @@ use streamwatch_common::telemetry::AdminArgs;
 use crate::mapping::{ColumnMapping, MappingArgs};
 use crate::spec::Spec;
 use crate::Result;
+use streamwatch_common::spec::{AlertSpec, PerformanceSpec, SegmentSpec};
 
 /// Computes drift, data-quality and quantile metrics of scored events per event-time
 /// window, against a reference data set, as Evidently's legacy report does.
@@ -106,6 +107,21 @@ pub struct RunArgs {
     #[arg(long, env = "MONITOR_IDLE_TIMEOUT", default_value = "5s")]
     pub idle_timeout: String,
 
+    /// Topic of completion events (trip id, completion time, prediction time and the
+    /// target), joined with the scored events for model performance; empty: no performance.
+    #[arg(long, env = "MONITOR_COMPLETIONS_TOPIC", default_value = "")]
+    pub completions_topic: String,
+
+    /// Field of completion events holding the target (the spec's `target` overrides it).
+    #[arg(long, env = "MONITOR_TARGET", default_value = "duration_min")]
+    pub target: String,
+
+    /// How long after a prediction its completion may arrive (event time): a window's
+    /// performance is reported once the watermark passes its end plus this; predictions
+    /// without a completion by then count as unlabelled.
+    #[arg(long, env = "MONITOR_LABEL_HORIZON", default_value = "3h")]
+    pub label_horizon: String,
+
     /// Largest number of events decoded and aggregated as one micro-batch.
     #[arg(long, env = "MONITOR_MAX_BATCH", default_value_t = 8192)]
     pub max_batch: usize,
@@ -162,6 +178,11 @@ pub struct Resolved {
     pub windows: Vec<String>,
     /// Event-time column of batch inputs, when the spec names one.
     pub timestamp: Option<String>,
+    /// The target's field in completion events, when the spec names one.
+    pub target: Option<String>,
+    pub segments: Vec<SegmentSpec>,
+    pub performance: PerformanceSpec,
+    pub alerts: Vec<AlertSpec>,
 }
 
 impl Resolved {
@@ -171,10 +192,14 @@ impl Resolved {
             Some(path) => {
                 let spec = Spec::load(path)?;
                 Ok(Self {
-                    mapping: spec.mapping()?,
+                    mapping: crate::spec::mapping(&spec)?,
                     reference: spec.reference.path.clone(),
                     windows: spec.windows.clone(),
                     timestamp: Some(spec.timestamp.clone()),
+                    target: spec.target.clone(),
+                    segments: spec.segments.clone(),
+                    performance: spec.performance.clone(),
+                    alerts: spec.alerts.clone(),
                 })
             }
             None => Ok(Self {
@@ -182,6 +207,10 @@ impl Resolved {
                 reference: args.reference.clone(),
                 windows: windows.to_vec(),
                 timestamp: None,
+                target: None,
+                segments: Vec::new(),
+                performance: PerformanceSpec::default(),
+                alerts: Vec::new(),
             }),
         }
     }

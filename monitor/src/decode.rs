@@ -6,7 +6,9 @@ use std::fmt;
 
 use rustc_hash::FxHashMap;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
-use streamwatch_common::events::{parse_timestamp, EVENT_TIME, METADATA_FIELDS, TRIP_ID};
+use streamwatch_common::events::{
+    parse_timestamp, EVENT_TIME, METADATA_FIELDS, PREDICTION_TIME, TRIP_ID,
+};
 
 /// Why an event could not be used; the text goes to the dead-letter topic.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -119,6 +121,67 @@ impl Decoder {
         self.column_ids.insert(name.into(), id);
         id
     }
+}
+
+/// Decodes a completion event: `trip_id`, `event_time` (when the truth became known),
+/// `prediction_time` (the event time of the trip's prediction) and the `target` field (a
+/// number, or null when the truth is unknown).
+pub fn decode_completion(
+    bytes: &[u8],
+    target: &str,
+) -> Result<(String, crate::performance::Completion), DecodeError> {
+    use serde_json::Value;
+    let object: serde_json::Map<String, Value> = serde_json::from_slice(bytes).map_err(|e| {
+        DecodeError::new(
+            "invalid_json",
+            format!("completion is not a JSON object: {e}"),
+        )
+    })?;
+    let text = |field: &str| match object.get(field) {
+        Some(Value::String(text)) => Ok(text.as_str()),
+        Some(other) => Err(DecodeError::new(
+            "invalid_field",
+            format!("field \"{field}\" must be a string, got {other}"),
+        )),
+        None => Err(DecodeError::new(
+            "missing_field",
+            format!("field \"{field}\" is missing"),
+        )),
+    };
+    let time = |field: &str| {
+        let value = text(field)?;
+        parse_event_time(value).ok_or_else(|| {
+            DecodeError::new(
+                "invalid_event_time",
+                format!(
+                    "field \"{field}\": {:?} is not a timestamp like 2022-02-01T00:02:32",
+                    value.chars().take(40).collect::<String>()
+                ),
+            )
+        })
+    };
+    let trip_id = text(TRIP_ID)?.to_owned();
+    let completion = crate::performance::Completion {
+        time_us: time(EVENT_TIME)?,
+        prediction_time_us: time(PREDICTION_TIME)?,
+        truth: match object.get(target) {
+            None => {
+                return Err(DecodeError::new(
+                    "missing_field",
+                    format!("field \"{target}\" (the target) is missing"),
+                ))
+            }
+            Some(Value::Null) => None,
+            Some(Value::Number(n)) => n.as_f64().filter(|v| v.is_finite()),
+            Some(other) => {
+                return Err(DecodeError::new(
+                    "invalid_field",
+                    format!("field \"{target}\" (the target) must be a number, got {other}"),
+                ))
+            }
+        },
+    };
+    Ok((trip_id, completion))
 }
 
 /// Parses `YYYY-MM-DDTHH:MM:SS[.ffffff]` to microseconds; the fixed layout is parsed by
@@ -442,5 +505,30 @@ mod tests {
         }
         assert_eq!(parse_event_time("2022-02-30T00:00:00"), None);
         assert_eq!(parse_event_time("2022-02-01T25:00:00"), None);
+    }
+
+    #[test]
+    fn completions_decode_or_say_why_not() {
+        let (id, completion) = decode_completion(
+            br#"{"trip_id":"f:1","event_time":"2022-02-01T00:20:00","prediction_time":"2022-02-01T00:02:00","duration_min":18.0}"#,
+            "duration_min",
+        )
+        .unwrap();
+        assert_eq!(id, "f:1");
+        assert_eq!(
+            completion.time_us - completion.prediction_time_us,
+            18 * 60 * 1_000_000
+        );
+        assert_eq!(completion.truth, Some(18.0));
+        let cases: [(&[u8], &str); 4] = [
+            (b"[1]", "invalid_json"),
+            (br#"{"trip_id":"f:1","event_time":"2022-02-01T00:20:00","duration_min":1}"#, "missing_field"),
+            (br#"{"trip_id":"f:1","event_time":"soon","prediction_time":"2022-02-01T00:02:00","duration_min":1}"#, "invalid_event_time"),
+            (br#"{"trip_id":"f:1","event_time":"2022-02-01T00:20:00","prediction_time":"2022-02-01T00:02:00","duration_min":"long"}"#, "invalid_field"),
+        ];
+        for (bytes, kind) in cases {
+            let error = decode_completion(bytes, "duration_min").unwrap_err();
+            assert_eq!(error.kind, kind, "{error}");
+        }
     }
 }

@@ -2,11 +2,14 @@
 //! gets, how each code path cleans the data, dataset drift, missing values and quantiles.
 //! Every rule here follows a documented Evidently 0.7.23 behaviour (docs/ARCHITECTURE.md).
 
-use streamwatch_common::events::{ColumnDrift, QuantileValue};
+use std::sync::OnceLock;
+
+use streamwatch_common::events::{ColumnDrift, ColumnOutliers, QuantileValue};
 use streamwatch_stats::{default_stattest, distinct_union, ColumnType, Distribution, StatTest};
 
 use crate::counts::ValueCounts;
 use crate::mapping::{ColumnMapping, ColumnTest, Role};
+use crate::outliers::OutlierBounds;
 
 /// Evidently treats a numeric column with at most this many distinct values as categorical
 /// in some checks (`NUMBER_UNIQUE_AS_CATEGORICAL`).
@@ -40,6 +43,8 @@ pub struct ReferenceColumn {
     pub raw: Distribution,
     /// The same without ±inf.
     pub finite: Distribution,
+    /// The outlier bounds of [`Self::outlier_bounds`], computed on first use.
+    outlier_bounds: OnceLock<Option<OutlierBounds>>,
 }
 
 impl ReferenceColumn {
@@ -50,6 +55,23 @@ impl ReferenceColumn {
             sample,
             raw,
             finite,
+            outlier_bounds: OnceLock::new(),
+        }
+    }
+
+    /// The outlier bounds for the reference quantiles `range`, from the finite values;
+    /// `None` when the column has no finite value in the reference. Computed once and then
+    /// reused by every window (a different range, which one mapping never asks for, is
+    /// computed afresh).
+    pub fn outlier_bounds(&self, range: (f64, f64)) -> Option<OutlierBounds> {
+        let cached = *self
+            .outlier_bounds
+            .get_or_init(|| OutlierBounds::new(&self.finite, range));
+        match cached {
+            Some(b) if (b.lower_quantile, b.upper_quantile) != range => {
+                OutlierBounds::new(&self.finite, range)
+            }
+            other => other,
         }
     }
 
@@ -87,6 +109,7 @@ pub struct WindowMetrics {
     pub dataset_drift: bool,
     pub columns: Vec<ColumnDrift>,
     pub quantiles: Vec<QuantileValue>,
+    pub outliers: Vec<ColumnOutliers>,
 }
 
 /// Computes a window's metrics against the reference. `reference` is in
@@ -132,6 +155,8 @@ pub fn evaluate(
         })
         .collect();
 
+    let outliers = outliers(mapping, reference, window);
+
     let cells = window.row_count * u64::from(window.number_of_columns);
     WindowMetrics {
         row_count: window.row_count,
@@ -145,7 +170,36 @@ pub fn evaluate(
         dataset_drift: share_of_drifted_columns >= mapping.drift_share,
         columns,
         quantiles,
+        outliers,
     }
+}
+
+/// The outliers of every numerical column and of a numerical prediction, in mapping order
+/// (`crate::outliers`). Whether the prediction is numerical is decided on the reference
+/// alone, by the rule `ColumnDriftMetric` applies, so that it is the same in every window. A
+/// column with no finite reference value has no range and is left out.
+fn outliers(
+    mapping: &ColumnMapping,
+    reference: &[ReferenceColumn],
+    window: &WindowData,
+) -> Vec<ColumnOutliers> {
+    mapping
+        .drift_columns
+        .iter()
+        .enumerate()
+        .filter(|(index, (_, role))| match role {
+            Role::Numerical => true,
+            Role::Categorical => false,
+            Role::Prediction => {
+                let reference = &reference[*index];
+                prediction_type_column_metric(reference, &reference.sample) == ColumnType::Numerical
+            }
+        })
+        .filter_map(|(index, (name, _))| {
+            let bounds = reference[index].outlier_bounds(mapping.outlier_quantiles)?;
+            Some(bounds.measure(name, &window.columns[index].values))
+        })
+        .collect()
 }
 
 /// DatasetDriftMetric's path (`calculations/data_drift.py::get_one_column_drift`).

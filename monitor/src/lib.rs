@@ -1,6 +1,7 @@
 //! The monitor: event-time windows over scored events, Evidently-identical drift and
 //! data-quality metrics computed from exact value counts, DataFusion aggregates.
 
+pub mod alerts;
 pub mod batch;
 pub mod config;
 pub mod counts;
@@ -8,6 +9,8 @@ pub mod decode;
 pub mod error;
 pub mod evaluate;
 pub mod mapping;
+pub mod outliers;
+pub mod performance;
 pub mod profile;
 pub mod report;
 pub mod service;

@@ -49,6 +49,16 @@ pub struct MappingArgs {
     /// Share of drifted columns at or above which the whole window counts as drifted.
     #[arg(long, env = "MONITOR_DRIFT_SHARE", default_value_t = 0.5)]
     pub drift_share: f64,
+
+    /// `lower,upper` reference quantiles outside which values count as outliers (per
+    /// numerical column and numerical prediction; 0 <= lower < upper <= 1).
+    #[arg(
+        long,
+        env = "MONITOR_OUTLIER_QUANTILES",
+        value_delimiter = ',',
+        default_value = "0.01,0.99"
+    )]
+    pub outlier_quantiles: Vec<f64>,
 }
 
 /// A column's role in drift detection.
@@ -91,6 +101,8 @@ pub struct ColumnMapping {
     pub drift_columns: Vec<(String, Role)>,
     pub quantiles: Vec<(String, f64)>,
     pub drift_share: f64,
+    /// The reference quantiles `(lower, upper)` bounding the outlier range.
+    pub outlier_quantiles: (f64, f64),
     /// Per-column test choices; other columns get Evidently's default.
     pub tests: BTreeMap<String, ColumnTest>,
     /// Data columns left out entirely (also from the missing-value count).
@@ -127,11 +139,21 @@ impl ColumnMapping {
                 }
             }
         }
+        let outlier_quantiles = match args.outlier_quantiles[..] {
+            [lower, upper] => check_outlier_quantiles(lower, upper)?,
+            _ => {
+                return Err(MonitorError::Config(format!(
+                    "outlier quantiles {:?} must be two numbers, lower,upper",
+                    args.outlier_quantiles
+                )))
+            }
+        };
         Ok(Self {
             monitor_name: args.monitor_name.clone(),
             drift_columns,
             quantiles,
             drift_share: args.drift_share,
+            outlier_quantiles,
             tests: BTreeMap::new(),
             ignored: Vec::new(),
         })
@@ -184,5 +206,16 @@ impl ColumnMapping {
 
     pub fn prediction(&self) -> &str {
         &self.drift_columns[0].0
+    }
+}
+
+/// Accepts an outlier range `0 <= lower < upper <= 1`.
+pub fn check_outlier_quantiles(lower: f64, upper: f64) -> Result<(f64, f64)> {
+    if 0.0 <= lower && lower < upper && upper <= 1.0 {
+        Ok((lower, upper))
+    } else {
+        Err(MonitorError::Config(format!(
+            "outlier quantiles {lower},{upper}: need 0 <= lower < upper <= 1"
+        )))
     }
 }

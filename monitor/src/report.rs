@@ -2,19 +2,87 @@
 
 use chrono::{NaiveDateTime, Utc};
 use serde::Serialize;
-use streamwatch_common::events::{format_timestamp, parse_timestamp, MetricRow, WindowKey};
+use streamwatch_common::events::{
+    format_timestamp, parse_timestamp, LateEvent, LateEvents, MetricRow, PerformanceReport,
+    WindowKey, WindowShape,
+};
 
 use crate::batch::{aggregate_parquet, reference_from_parquet, Slice};
 use crate::config::{BatchArgs, ProfileArgs, Resolved};
 use crate::evaluate::{evaluate, WindowMetrics};
 use crate::mapping::ColumnMapping;
-use crate::window::{parse_duration, ReadyWindow};
+use crate::performance::ReadyPerformance;
+use crate::window::{parse_duration, LateAssignment, ReadyWindow, WindowSpec};
 use crate::{MonitorError, Result};
 
 fn from_micros(us: i64) -> NaiveDateTime {
     chrono::DateTime::from_timestamp_micros(us)
         .expect("window bounds are within chrono's range")
         .naive_utc()
+}
+
+fn shape(mapping: &ColumnMapping, spec: WindowSpec) -> WindowShape {
+    WindowShape {
+        monitor: mapping.monitor_name.clone(),
+        kind: spec.kind(),
+        size_seconds: spec.size_us / 1_000_000,
+        step_seconds: spec.step_us / 1_000_000,
+    }
+}
+
+/// The late-event reports of one micro-batch: one per window spec that dropped events.
+pub fn late_events(
+    mapping: &ColumnMapping,
+    topic: &str,
+    watermark_us: i64,
+    dropped: &[LateAssignment],
+) -> Vec<LateEvents> {
+    let mut reports: Vec<LateEvents> = Vec::new();
+    for late in dropped {
+        let shape = shape(mapping, late.spec);
+        let event = LateEvent {
+            partition: late.partition,
+            offset: late.offset,
+            event_time: from_micros(late.time_us),
+        };
+        match reports.iter_mut().find(|r| r.shape == shape) {
+            Some(report) => report.events.push(event),
+            None => reports.push(LateEvents {
+                shape,
+                topic: topic.to_owned(),
+                watermark: from_micros(watermark_us),
+                events: vec![event],
+                emitted_at: Utc::now(),
+            }),
+        }
+    }
+    reports
+}
+
+fn window_key(mapping: &ColumnMapping, spec: WindowSpec, start_us: i64) -> WindowKey {
+    WindowKey {
+        monitor: mapping.monitor_name.clone(),
+        kind: spec.kind(),
+        size_seconds: spec.size_us / 1_000_000,
+        step_seconds: spec.step_us / 1_000_000,
+        start: from_micros(start_us),
+        end: from_micros(start_us + spec.size_us),
+    }
+}
+
+/// The performance record of a window.
+pub fn performance_report(mapping: &ColumnMapping, ready: ReadyPerformance) -> PerformanceReport {
+    PerformanceReport {
+        window: window_key(mapping, ready.spec, ready.start_us),
+        revision: ready.revision,
+        overall: ready.overall,
+        unmatched_completions: ready.unmatched_completions,
+        segments: ready.segments,
+        fairness_band: ready.fairness_band,
+        worst_segment: ready.worst_segment,
+        worst_mae_ratio: ready.worst_mae_ratio,
+        emitted_at: Utc::now(),
+    }
 }
 
 /// The metric row of an emitted window.
@@ -24,14 +92,7 @@ pub fn metric_row(
     metrics: WindowMetrics,
 ) -> MetricRow {
     MetricRow {
-        window: WindowKey {
-            monitor: mapping.monitor_name.clone(),
-            kind: window.spec.kind(),
-            size_seconds: window.spec.size_us / 1_000_000,
-            step_seconds: window.spec.step_us / 1_000_000,
-            start: from_micros(window.start_us),
-            end: from_micros(window.start_us + window.spec.size_us),
-        },
+        window: window_key(mapping, window.spec, window.start_us),
         revision: window.revision,
         row_count: metrics.row_count,
         number_of_columns: metrics.number_of_columns,
@@ -43,6 +104,7 @@ pub fn metric_row(
         dataset_drift: metrics.dataset_drift,
         columns: metrics.columns,
         quantiles: metrics.quantiles,
+        outliers: metrics.outliers,
         emitted_at: Utc::now(),
     }
 }

@@ -11,18 +11,25 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use rustc_hash::FxHashMap;
 use streamwatch_common::deadletter::{DeadLetters, Origin};
-use streamwatch_common::events::MetricRow;
+use streamwatch_common::events::{AlertEvent, MetricsRecord};
 use streamwatch_common::telemetry::{serve_admin, Readiness};
 use tokio_util::sync::CancellationToken;
 
+use crate::alerts::{check_windows, Alerts};
 use crate::batch::reference_from_parquet;
 use crate::config::{Resolved, RunArgs};
-use crate::decode::{DecodedEvent, Decoder};
+use crate::decode::{decode_completion, DecodedEvent, Decoder};
 use crate::evaluate::{evaluate, ReferenceColumn};
 use crate::mapping::ColumnMapping;
-use crate::report::metric_row;
+use crate::performance::{PerformanceOperator, Position, Prediction, Segmenter};
+use crate::report::{late_events, metric_row, performance_report};
 use crate::window::{parse_duration, MicroBatch, Watermarks, WindowOperator, WindowSpec};
 use crate::{MonitorError, Result};
+
+/// Index of the scored topic in watermark and offset keys.
+const SCORED: u8 = 0;
+/// Index of the completions topic.
+const COMPLETIONS: u8 = 1;
 
 /// How long one micro-batch collects events before it is processed.
 const BATCH_LINGER: Duration = Duration::from_millis(50);
@@ -33,9 +40,9 @@ struct Outputs {
 }
 
 impl Outputs {
-    async fn publish(&self, row: &MetricRow) -> Result<()> {
-        let key = row.window.message_key();
-        let payload = serde_json::to_vec(row).expect("metric rows serialise");
+    async fn publish(&self, record: &MetricsRecord) -> Result<()> {
+        let key = record.message_key();
+        let payload = serde_json::to_vec(record).expect("metric records serialise");
         self.producer
             .send(
                 FutureRecord::to(&self.topic).key(&key).payload(&payload),
@@ -79,9 +86,34 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
     tokio::task::spawn_blocking(move || kafka.check_reachable(Duration::from_secs(10)))
         .await
         .expect("connectivity probe does not panic")?;
+    let mut topics = vec![args.input_topic.as_str()];
+    let performance = if args.completions_topic.is_empty() {
+        None
+    } else {
+        topics.push(&args.completions_topic);
+        let counted = mapping.counted_columns();
+        let segmenters = resolved
+            .segments
+            .iter()
+            .map(|segment| Segmenter::new(segment, &counted))
+            .collect::<Result<Vec<_>>>()?;
+        let label_horizon = parse_duration(&args.label_horizon)?;
+        Some(PerformanceOperator::new(
+            &specs,
+            label_horizon,
+            resolved.performance.clone(),
+            segmenters,
+        ))
+    };
+    let target = resolved
+        .target
+        .clone()
+        .unwrap_or_else(|| args.target.clone());
+    check_windows(&resolved.alerts, &resolved.windows)?;
+    let alerts = Alerts::new(&resolved.alerts)?;
     let consumer = args
         .kafka
-        .consumer_reporting_eof(&args.group, &[&args.input_topic], true)?;
+        .consumer_reporting_eof(&args.group, &topics, true)?;
     let producer = args.kafka.producer()?;
     let dead_letters = DeadLetters::new(producer.clone(), &args.dead_letter_topic, "monitor");
     let outputs = Outputs {
@@ -90,7 +122,7 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
     };
     readiness.set(true);
     tracing::info!(
-        topic = %args.input_topic,
+        topics = ?topics,
         group = %args.group,
         windows = ?resolved.windows,
         "monitor consuming"
@@ -103,6 +135,9 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
         batch: MicroBatch::default(),
         event: DecodedEvent::default(),
         next_offsets: FxHashMap::default(),
+        performance,
+        target,
+        alerts,
     };
     let result = consume(
         &args,
@@ -117,7 +152,7 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
     .await;
 
     readiness.set(false);
-    store_offsets(&consumer, &args.input_topic, &state);
+    store_offsets(&consumer, &args, &state);
     if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
         // Nothing consumed yet means nothing to commit.
         tracing::debug!(%error, "final offset commit skipped");
@@ -135,11 +170,17 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
 struct LoopState {
     decoder: Decoder,
     operator: WindowOperator,
-    watermarks: Watermarks,
+    /// Keyed by (topic index, partition): completions hold the watermark back too.
+    watermarks: Watermarks<Position>,
     batch: MicroBatch,
     event: DecodedEvent,
-    /// One past the last consumed offset, per partition.
-    next_offsets: FxHashMap<i32, i64>,
+    /// One past the last consumed offset, per topic and partition.
+    next_offsets: FxHashMap<Position, i64>,
+    /// The join with completions, when a completions topic is read.
+    performance: Option<PerformanceOperator>,
+    /// The target's field in completion events.
+    target: String,
+    alerts: Alerts,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -164,7 +205,15 @@ async fn consume(
                 received = tokio::time::timeout_at(deadline, consumer.recv()) => match received {
                     Err(_) => break,
                     Ok(Err(KafkaError::PartitionEOF(partition))) => {
-                        state.watermarks.reached_end(partition, Instant::now());
+                        // The error names no topic, so the partition counts as caught up in
+                        // both; one with more to read delivers it soon, which undoes that
+                        // (idleness also needs silence for the idle timeout).
+                        for topic in [SCORED, COMPLETIONS] {
+                            if topic == SCORED || state.performance.is_some() {
+                                let position = Position { topic, partition };
+                                state.watermarks.reached_end(position, Instant::now());
+                            }
+                        }
                         continue;
                     }
                     Ok(Err(error)) => {
@@ -176,45 +225,106 @@ async fn consume(
             };
             let partition = message.partition();
             let offset = message.offset();
-            state.next_offsets.insert(partition, offset + 1);
+            let topic = if message.topic() == args.input_topic {
+                SCORED
+            } else {
+                COMPLETIONS
+            };
+            let position = Position { topic, partition };
+            state.next_offsets.insert(position, offset + 1);
             metrics::counter!("streamwatch_events_in_total", "stage" => "monitor").increment(1);
             let payload = message.payload().unwrap_or_default();
-            match state.decoder.decode(payload, &mut state.event) {
-                Ok(()) => {
-                    let time = state.event.event_time_us;
-                    state.watermarks.observe(partition, time, Instant::now());
-                    let duplicate = state
-                        .event
-                        .trip_id
-                        .as_deref()
-                        .is_some_and(|id| state.operator.is_duplicate(id, time));
-                    if duplicate {
-                        metrics::counter!("streamwatch_monitor_duplicates_total").increment(1);
-                    } else {
-                        state.batch.push(&state.event, partition, offset);
-                    }
-                }
-                Err(error) => {
-                    metrics::counter!("streamwatch_events_failed_total", "stage" => "monitor")
-                        .increment(1);
-                    let origin = Origin {
-                        topic: message.topic(),
-                        partition,
-                        offset,
-                    };
-                    dead_letters
-                        .send(
-                            error.kind,
-                            &error.reason,
-                            Some(origin),
-                            message.key(),
-                            payload,
-                        )
-                        .await?;
-                }
+            let decoded = if topic == SCORED {
+                take_scored(state, position, offset, payload)
+            } else {
+                take_completion(state, position, offset, payload)
+            };
+            if let Err(error) = decoded {
+                metrics::counter!("streamwatch_events_failed_total", "stage" => "monitor")
+                    .increment(1);
+                let origin = Origin {
+                    topic: message.topic(),
+                    partition,
+                    offset,
+                };
+                dead_letters
+                    .send(
+                        error.kind,
+                        &error.reason,
+                        Some(origin),
+                        message.key(),
+                        payload,
+                    )
+                    .await?;
             }
         }
         process(args, consumer, outputs, mapping, reference, state).await?;
+    }
+    Ok(())
+}
+
+/// A scored event: into the micro-batch for the drift windows, and into the join.
+fn take_scored(
+    state: &mut LoopState,
+    position: Position,
+    offset: i64,
+    payload: &[u8],
+) -> std::result::Result<(), crate::decode::DecodeError> {
+    state.decoder.decode(payload, &mut state.event)?;
+    let time = state.event.event_time_us;
+    state.watermarks.observe(position, time, Instant::now());
+    let duplicate = state
+        .event
+        .trip_id
+        .as_deref()
+        .is_some_and(|id| state.operator.is_duplicate(id, time));
+    if duplicate {
+        metrics::counter!("streamwatch_monitor_duplicates_total").increment(1);
+        return Ok(());
+    }
+    state.batch.push(&state.event, position.partition, offset);
+    if let (Some(performance), Some(id)) = (&mut state.performance, &state.event.trip_id) {
+        let prediction = Prediction {
+            time_us: time,
+            // The prediction is the first counted column.
+            value: state.event.values.first().copied().flatten(),
+            segments: performance.classify(&state.event.values),
+        };
+        let watermark = state.watermarks.current();
+        if !performance.predict(id, prediction, position, offset, watermark) {
+            metrics::counter!("streamwatch_monitor_late_predictions_total").increment(1);
+        }
+    }
+    Ok(())
+}
+
+/// A completion event: joined with its prediction (now or when it comes).
+fn take_completion(
+    state: &mut LoopState,
+    position: Position,
+    offset: i64,
+    payload: &[u8],
+) -> std::result::Result<(), crate::decode::DecodeError> {
+    let (id, completion) = decode_completion(payload, &state.target)?;
+    state
+        .watermarks
+        .observe(position, completion.time_us, Instant::now());
+    // A completion replayed twice must not count twice.
+    let key = format!("{id}\u{0}completion");
+    if state
+        .operator
+        .is_duplicate(&key, completion.prediction_time_us)
+    {
+        metrics::counter!("streamwatch_monitor_duplicates_total").increment(1);
+        return Ok(());
+    }
+    if let Some(performance) = &mut state.performance {
+        let watermark = state.watermarks.current();
+        if performance.complete(&id, completion, position, offset, watermark) {
+            metrics::counter!("streamwatch_monitor_completions_total").increment(1);
+        } else {
+            metrics::counter!("streamwatch_monitor_late_completions_total").increment(1);
+        }
     }
     Ok(())
 }
@@ -227,7 +337,7 @@ async fn process(
     reference: &[ReferenceColumn],
     state: &mut LoopState,
 ) -> Result<()> {
-    track_assignment(consumer, &args.input_topic, &mut state.watermarks);
+    track_assignment(consumer, args, &mut state.watermarks);
     let before = state.watermarks.current();
     let stats = state.operator.ingest(&state.batch, before);
     if stats.late_dropped > 0 {
@@ -238,6 +348,10 @@ async fn process(
         );
         metrics::counter!("streamwatch_monitor_late_events_dropped_total")
             .increment(stats.late_dropped);
+        // Published before the offsets move past these events, so none is lost unreported.
+        for report in late_events(mapping, &args.input_topic, before, &stats.late) {
+            outputs.publish(&MetricsRecord::LateEvents(report)).await?;
+        }
     }
     let now = Instant::now();
     let watermark = state.watermarks.advance(now);
@@ -248,54 +362,115 @@ async fn process(
         metrics::histogram!("streamwatch_monitor_window_eval_seconds")
             .record(started.elapsed().as_secs_f64());
         let row = metric_row(mapping, &window, metrics);
-        outputs.publish(&row).await?;
-        metrics::counter!("streamwatch_monitor_windows_emitted_total", "kind" => row.window.kind.as_str())
-            .increment(1);
+        let (key, kind) = (row.window.message_key(), row.window.kind.as_str());
+        let (revision, rows, drifted) =
+            (row.revision, row.row_count, row.number_of_drifted_columns);
+        let transitions = state.alerts.on_window(&row);
+        outputs.publish(&MetricsRecord::Window(row)).await?;
+        publish_alerts(outputs, transitions).await?;
+        metrics::counter!("streamwatch_monitor_windows_emitted_total", "kind" => kind).increment(1);
         tracing::info!(
-            window = %row.window.message_key(),
-            revision = row.revision,
-            rows = row.row_count,
-            drifted = row.number_of_drifted_columns,
+            window = %key,
+            revision,
+            rows,
+            drifted,
             early = flush,
             "window emitted"
         );
     }
+    if let Some(performance) = &mut state.performance {
+        for ready in performance.take_ready(watermark, flush) {
+            let report = performance_report(mapping, ready);
+            let (key, labelled) = (report.window.message_key(), report.overall.labelled_rows);
+            let mae = report.overall.metrics.as_ref().map(|m| m.mae);
+            let transitions = state.alerts.on_performance(&report);
+            outputs.publish(&MetricsRecord::Performance(report)).await?;
+            publish_alerts(outputs, transitions).await?;
+            metrics::counter!("streamwatch_monitor_performance_reports_total").increment(1);
+            tracing::info!(window = %key, labelled, mae, "performance emitted");
+        }
+        performance.evict(watermark);
+        let (predictions, completions) = performance.waiting();
+        metrics::gauge!("streamwatch_monitor_join_waiting", "side" => "predictions")
+            .set(predictions as f64);
+        metrics::gauge!("streamwatch_monitor_join_waiting", "side" => "completions")
+            .set(completions as f64);
+    }
     state.operator.evict(watermark);
-    store_offsets(consumer, &args.input_topic, state);
+    store_offsets(consumer, args, state);
     metrics::gauge!("streamwatch_monitor_open_windows").set(state.operator.open_windows() as f64);
     metrics::gauge!("streamwatch_monitor_panes").set(state.operator.panes() as f64);
     Ok(())
 }
 
+async fn publish_alerts(outputs: &Outputs, transitions: Vec<AlertEvent>) -> Result<()> {
+    for alert in transitions {
+        tracing::warn!(
+            rule = %alert.rule,
+            state = alert.state.as_str(),
+            window = %alert.window.message_key(),
+            value = alert.value,
+            "alert"
+        );
+        metrics::counter!("streamwatch_monitor_alerts_total", "state" => alert.state.as_str())
+            .increment(1);
+        outputs.publish(&MetricsRecord::Alert(alert)).await?;
+    }
+    Ok(())
+}
+
 /// Partitions assigned to this instance hold the watermark back until they deliver
 /// events or are caught up; revoked ones stop counting.
-fn track_assignment(consumer: &StreamConsumer, topic: &str, watermarks: &mut Watermarks) {
+fn track_assignment(
+    consumer: &StreamConsumer,
+    args: &RunArgs,
+    watermarks: &mut Watermarks<Position>,
+) {
     let Ok(assignment) = consumer.assignment() else {
         return;
     };
-    let owned: Vec<i32> = assignment
-        .elements_for_topic(topic)
+    let owned: Vec<Position> = assignment
+        .elements()
         .iter()
-        .map(|e| e.partition())
+        .map(|e| Position {
+            topic: if e.topic() == args.input_topic {
+                SCORED
+            } else {
+                COMPLETIONS
+            },
+            partition: e.partition(),
+        })
         .collect();
     if owned.is_empty() {
         return;
     }
     let now = Instant::now();
-    for partition in &owned {
-        watermarks.assign(*partition, now);
+    for position in &owned {
+        watermarks.assign(*position, now);
     }
     watermarks.retain_partitions(|p| owned.contains(&p));
 }
 
-fn store_offsets(consumer: &StreamConsumer, topic: &str, state: &LoopState) {
+/// Stores, per partition, the lowest offset any kept pane or waiting join entry needs.
+fn store_offsets(consumer: &StreamConsumer, args: &RunArgs, state: &LoopState) {
     let mut positions = TopicPartitionList::new();
-    for (&partition, &next) in &state.next_offsets {
-        let position = state.operator.commit_position(partition, next);
+    for (&position, &next) in &state.next_offsets {
+        let mut lowest = next;
+        if position.topic == SCORED {
+            lowest = state.operator.commit_position(position.partition, lowest);
+        }
+        if let Some(performance) = &state.performance {
+            lowest = performance.commit_position(position, lowest);
+        }
+        let topic = if position.topic == SCORED {
+            &args.input_topic
+        } else {
+            &args.completions_topic
+        };
         if let Err(error) =
-            positions.add_partition_offset(topic, partition, Offset::Offset(position))
+            positions.add_partition_offset(topic, position.partition, Offset::Offset(lowest))
         {
-            tracing::warn!(%error, partition, "offset position rejected");
+            tracing::warn!(%error, partition = position.partition, "offset position rejected");
         }
     }
     if positions.count() > 0 {

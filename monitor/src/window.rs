@@ -68,12 +68,17 @@ impl WindowSpec {
     }
 
     /// The pane holding an event time.
-    fn pane_of(&self, time_us: i64) -> i64 {
+    pub(crate) fn pane_of(&self, time_us: i64) -> i64 {
         time_us.div_euclid(self.step_us)
     }
 
+    /// Start of the pane holding an event time (also the start of the last window holding it).
+    pub(crate) fn pane_start(&self, time_us: i64) -> i64 {
+        self.pane_of(time_us) * self.step_us
+    }
+
     /// Starts of every window that contains a pane.
-    fn windows_of_pane(&self, pane: i64) -> impl Iterator<Item = i64> + '_ {
+    pub(crate) fn windows_of_pane(&self, pane: i64) -> impl Iterator<Item = i64> + '_ {
         (0..self.panes_per_window()).map(move |j| (pane - j) * self.step_us)
     }
 }
@@ -231,15 +236,17 @@ struct PartitionClock {
 /// caught up with it *and* it delivered nothing for the idle timeout: a partition with a
 /// backlog is never idle, however long the consumer is busy elsewhere. An assigned
 /// partition that has delivered nothing yet holds the watermark at its start.
+/// Partitions are keyed by `K`: the partition number, or (topic, partition) for a monitor
+/// reading several topics.
 #[derive(Debug)]
-pub struct Watermarks {
-    partitions: FxHashMap<i32, PartitionClock>,
+pub struct Watermarks<K = i32> {
+    partitions: FxHashMap<K, PartitionClock>,
     lateness_us: i64,
     idle_timeout: Duration,
     current: i64,
 }
 
-impl Watermarks {
+impl<K: Copy + Eq + std::hash::Hash> Watermarks<K> {
     pub fn new(lateness_us: i64, idle_timeout: Duration) -> Self {
         Self {
             partitions: FxHashMap::default(),
@@ -250,7 +257,7 @@ impl Watermarks {
     }
 
     /// Registers a partition assigned to this instance (no-op when known).
-    pub fn assign(&mut self, partition: i32, now: Instant) {
+    pub fn assign(&mut self, partition: K, now: Instant) {
         self.partitions.entry(partition).or_insert(PartitionClock {
             max_time_us: i64::MIN,
             last_seen: now,
@@ -258,7 +265,7 @@ impl Watermarks {
         });
     }
 
-    pub fn observe(&mut self, partition: i32, time_us: i64, now: Instant) {
+    pub fn observe(&mut self, partition: K, time_us: i64, now: Instant) {
         self.assign(partition, now);
         let clock = self.partitions.get_mut(&partition).expect("just assigned");
         clock.max_time_us = clock.max_time_us.max(time_us);
@@ -267,7 +274,7 @@ impl Watermarks {
     }
 
     /// The consumer reached the end of a partition.
-    pub fn reached_end(&mut self, partition: i32, now: Instant) {
+    pub fn reached_end(&mut self, partition: K, now: Instant) {
         self.assign(partition, now);
         if let Some(clock) = self.partitions.get_mut(&partition) {
             clock.caught_up = true;
@@ -275,7 +282,7 @@ impl Watermarks {
     }
 
     /// Forgets partitions this instance no longer owns (after a rebalance).
-    pub fn retain_partitions(&mut self, owned: impl Fn(i32) -> bool) {
+    pub fn retain_partitions(&mut self, owned: impl Fn(K) -> bool) {
         self.partitions.retain(|p, _| owned(*p));
     }
 
@@ -317,6 +324,18 @@ pub struct IngestStats {
     pub assigned: u64,
     /// Assignments dropped because every window of the pane was past its update horizon.
     pub late_dropped: u64,
+    /// The dropped assignments, so they can be reported per window.
+    pub late: Vec<LateAssignment>,
+}
+
+/// An event dropped from one window spec because it came after the update horizon of every
+/// window of that spec containing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LateAssignment {
+    pub spec: WindowSpec,
+    pub partition: i32,
+    pub offset: i64,
+    pub time_us: i64,
 }
 
 /// All window state of a monitor.
@@ -381,6 +400,12 @@ impl WindowOperator {
                     <= watermark
                 {
                     stats.late_dropped += (end - row) as u64;
+                    stats.late.extend((row..end).map(|r| LateAssignment {
+                        spec,
+                        partition: batch.partitions[r],
+                        offset: batch.offsets[r],
+                        time_us: batch.times[r],
+                    }));
                     row = end;
                     continue;
                 }
@@ -635,7 +660,8 @@ mod tests {
             stats,
             IngestStats {
                 assigned: 3,
-                late_dropped: 0
+                late_dropped: 0,
+                late: vec![]
             }
         );
         // The watermark has not passed the first hour's end yet.
@@ -672,7 +698,13 @@ mod tests {
             stats,
             IngestStats {
                 assigned: 0,
-                late_dropped: 1
+                late_dropped: 1,
+                late: vec![LateAssignment {
+                    spec,
+                    partition: 0,
+                    offset: 4,
+                    time_us: 40
+                }]
             }
         );
         // The second hour is still open; a flush emits it early.

@@ -106,6 +106,7 @@ async fn check_file(file: &str, scored: &mut Option<PathBuf>) -> usize {
             categorical: strings(&mapping_json["categorical_features"]),
             quantiles,
             drift_share: 0.5,
+            outlier_quantiles: vec![0.01, 0.99],
         })
         .unwrap();
 

@@ -20,6 +20,7 @@ fn taxi(numerical: &[&str]) -> ColumnMapping {
         categorical: vec!["PULocationID".into(), "DOLocationID".into()],
         quantiles: vec!["fare_amount:0.5".into()],
         drift_share: 0.5,
+        outlier_quantiles: vec![0.01, 0.99],
     })
     .unwrap()
 }

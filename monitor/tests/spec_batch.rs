@@ -27,6 +27,7 @@ async fn a_spec_for_another_data_set_drives_the_batch_command() {
                 categorical: vec![],
                 quantiles: vec![],
                 drift_share: 0.5,
+                outlier_quantiles: vec![0.01, 0.99],
             },
             reference: "ignored".into(),
         },

@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use chrono::{NaiveDate, NaiveDateTime};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use streamwatch_common::events::{EVENT_TIME, TRIP_ID};
 use streamwatch_common::kafka::KafkaArgs;
 use streamwatch_common::telemetry::AdminArgs;
+
+use crate::source::parquet::{DEFAULT_TRUTH_FIELD, PREDICTION_TIME};
 
 /// Publishes taxi trips to Kafka as JSON events, from a TLC Parquet file or from stdin.
 #[derive(Debug, Parser)]
@@ -47,20 +50,23 @@ pub struct ReplayArgs {
     )]
     pub time_column: String,
 
-    /// Replay only events at or after this time (`2022-02-01` or `2022-02-01T00:00:00`); default: no lower bound.
+    /// Replay only trips with an event time at or after this time (`2022-02-01` or
+    /// `2022-02-01T00:00:00`); default: no lower bound.
     #[arg(long, env = "PRODUCER_FROM", value_parser = parse_time_bound)]
     pub from: Option<NaiveDateTime>,
 
-    /// Replay only events before this time (same formats as --from); default: no upper bound.
+    /// Replay only trips with an event time before this time (same formats as --from); their
+    /// completions are published even when they come later. Default: no upper bound.
     #[arg(long, env = "PRODUCER_TO", value_parser = parse_time_bound)]
     pub to: Option<NaiveDateTime>,
 
-    /// Publish at most this many events (the earliest, after filtering); default: all.
+    /// Publish at most this many trips (the earliest, after filtering), each with its completion
+    /// when completions are on; default: all.
     #[arg(long, env = "PRODUCER_LIMIT")]
     pub limit: Option<usize>,
 
-    /// Replay speed: 0 publishes as fast as possible; F > 0 divides event-time gaps by F
-    /// (3600 = one hour of trips per second).
+    /// Replay speed: 0 publishes as fast as possible; F > 0 divides event-time gaps (between
+    /// trips and completions alike) by F (3600 = one hour of trips per second).
     #[arg(long, env = "PRODUCER_SPEED", default_value_t = 0.0, value_parser = parse_speed)]
     pub speed: f64,
 
@@ -78,11 +84,44 @@ pub struct ReplayArgs {
     )]
     pub required_columns: Vec<String>,
 
+    /// Topic for completion events (the ground truth): when a replayed trip ends, a JSON object
+    /// with its trip_id, event_time (the completion time), prediction_time (the trip's event
+    /// time) and the truth field, keyed by the trip id and interleaved with the trips in event-time
+    /// order. Default: none (no completions are published).
+    #[arg(long, env = "PRODUCER_COMPLETIONS_TOPIC")]
+    pub completions_topic: Option<String>,
+
+    /// Column holding each trip's completion time (timestamp, date or timestamp string); trips
+    /// without one get no completion. Default: the file's dropoff column, the time column with
+    /// `pickup` replaced by `dropoff` (`lpep_dropoff_datetime` for green taxis) or else the first
+    /// of `lpep_dropoff_datetime`, `tpep_dropoff_datetime`, `dropoff_datetime`,
+    /// `dropOff_datetime` the file has.
+    #[arg(long, env = "PRODUCER_COMPLETION_TIME_COLUMN")]
+    pub completion_time_column: Option<String>,
+
+    /// Field of the completion event holding the truth: the file's column of that name when it
+    /// has one, otherwise the trip duration in minutes (completion time - event time, as
+    /// `total_seconds() / 60`; negative when the file's dropoff precedes the pickup).
+    #[arg(
+        long,
+        env = "PRODUCER_TRUTH_FIELD",
+        default_value = DEFAULT_TRUTH_FIELD,
+        value_parser = parse_truth_field
+    )]
+    pub truth_field: String,
+
     #[command(flatten)]
     pub kafka: KafkaArgs,
 
     #[command(flatten)]
     pub admin: AdminArgs,
+}
+
+impl ReplayArgs {
+    /// The completions topic, when completions are on (an empty name turns them off).
+    pub fn completions_topic(&self) -> Option<&str> {
+        self.completions_topic.as_deref().filter(|t| !t.is_empty())
+    }
 }
 
 /// What live mode does with an object that has neither an event-time nor a pickup-time field.
@@ -119,6 +158,14 @@ pub struct LiveArgs {
     /// Topic that receives invalid lines with the reason in the `dlq.reason` header.
     #[arg(long, env = "DEAD_LETTER_TOPIC", default_value = "deadletter")]
     pub dead_letter_topic: String,
+
+    /// Monitoring spec (TOML, as `monitor --spec`) the events are checked against: each of its
+    /// numerical and categorical columns must be present (null for a missing value), numerical
+    /// ones (and the target, when given) as numbers, categorical ones as a string, number or
+    /// boolean; its timestamp column replaces --time-column. Without a spec only the event
+    /// time and the trip id are checked.
+    #[arg(long, env = "PRODUCER_SPEC")]
+    pub spec: Option<PathBuf>,
 
     /// Read JSON lines from stdin: on by default unless --http-addr is given; `--stdin` keeps it
     /// on next to HTTP, `--stdin=false` turns it off.
@@ -184,6 +231,19 @@ pub fn parse_time_bound(value: &str) -> Result<NaiveDateTime, String> {
     }
     streamwatch_common::events::parse_timestamp(value)
         .map_err(|_| format!("{value:?} is neither YYYY-MM-DD nor YYYY-MM-DDTHH:MM:SS[.ffffff]"))
+}
+
+/// A truth field name that does not clash with the other fields of a completion event.
+fn parse_truth_field(value: &str) -> Result<String, String> {
+    if value.is_empty() {
+        return Err("the truth field needs a name".to_owned());
+    }
+    if [TRIP_ID, EVENT_TIME, PREDICTION_TIME].contains(&value) {
+        return Err(format!(
+            "{value:?} is a field every completion event has; choose another truth field"
+        ));
+    }
+    Ok(value.to_owned())
 }
 
 fn parse_non_negative(value: &str, what: &str) -> Result<f64, String> {
@@ -267,6 +327,45 @@ mod tests {
         assert!(
             Cli::try_parse_from(["producer", "replay", "--file", "x", "--speed", "NaN"]).is_err()
         );
+    }
+
+    fn replay(args: &[&str]) -> Result<ReplayArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["producer", "replay", "--file", "x"].iter().chain(args))?;
+        let Command::Replay(args) = cli.command else {
+            panic!("expected the replay command");
+        };
+        Ok(args)
+    }
+
+    #[test]
+    fn completions_are_off_unless_a_topic_is_given() {
+        let args = replay(&[]).unwrap();
+        assert_eq!(args.completions_topic(), None);
+        assert_eq!(args.completion_time_column, None);
+        assert_eq!(args.truth_field, "duration_min");
+        assert_eq!(
+            replay(&["--completions-topic", ""])
+                .unwrap()
+                .completions_topic(),
+            None
+        );
+
+        let args = replay(&[
+            "--completions-topic",
+            "completions",
+            "--completion-time-column",
+            "done_at",
+            "--truth-field",
+            "minutes",
+        ])
+        .unwrap();
+        assert_eq!(args.completions_topic(), Some("completions"));
+        assert_eq!(args.completion_time_column.as_deref(), Some("done_at"));
+        assert_eq!(args.truth_field, "minutes");
+        for bad in ["", "trip_id", "event_time", "prediction_time"] {
+            let error = replay(&["--truth-field", bad]).unwrap_err().to_string();
+            assert!(error.contains("truth field"), "{bad:?}: {error}");
+        }
     }
 
     fn live(args: &[&str]) -> LiveArgs {

@@ -45,6 +45,26 @@ pub enum Error {
     },
     #[error("column {column} of {} clashes with the {column} field the producer adds", path.display())]
     ReservedColumn { path: PathBuf, column: String },
+    #[error(
+        "{} has no dropoff column to take completion times from (looked for {}); name one with --completion-time-column",
+        path.display(),
+        candidates.join(", ")
+    )]
+    NoCompletionColumn {
+        path: PathBuf,
+        candidates: Vec<String>,
+    },
+    #[error(
+        "truth column {column} of {} has type {data_type}; expected a number",
+        path.display()
+    )]
+    TruthColumnType {
+        path: PathBuf,
+        column: String,
+        data_type: DataType,
+    },
+    #[error("the completions topic must differ from the trips topic {topic}")]
+    CompletionsTopic { topic: String },
     #[error("row {row} of {}: {column} value {value:?} is not a timestamp", path.display())]
     InvalidTimestamp {
         path: PathBuf,

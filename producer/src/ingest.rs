@@ -163,6 +163,7 @@ pub async fn live(args: LiveArgs, shutdown: CancellationToken) -> Result<()> {
     if !reads_stdin && args.http.http_addr.is_none() {
         return Err(Error::NoLiveSource);
     }
+    let rules = LiveRules::new(&args)?;
     let readiness = publish::start_admin(&args.admin, &shutdown).await?;
     let started = std::time::Instant::now();
     let producer = publish::connect(&args.kafka).await?;
@@ -197,7 +198,7 @@ pub async fn live(args: LiveArgs, shutdown: CancellationToken) -> Result<()> {
     });
 
     let mut ingest = Ingest {
-        rules: LiveRules::from(&args),
+        rules,
         ids: LiveIds::new(chrono::Utc::now()),
         publisher: Publisher::new(producer, args.topic.clone()),
         dead_letters,

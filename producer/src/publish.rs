@@ -1,4 +1,6 @@
 //! Publishing to Kafka: many messages in flight, pacing by event time, and the run summary.
+//! A replay publishes the trips and, when asked, their completions (the ground truth) to a
+//! second topic, both in one event-time order.
 
 use std::fmt;
 use std::future::Future;
@@ -21,9 +23,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ReplayArgs;
 use crate::error::{Error, Result};
-use crate::source::parquet::{ReplayOptions, TripEvents};
+use crate::source::parquet::{CompletionOptions, ReplayOptions, TripEvents};
+use crate::source::schedule::{Item, Schedule, Scheduled};
 
 pub(crate) const STAGE: &str = "producer";
+
+/// Counter of the events (trips) the producer delivered, labelled `stage="producer"`.
+pub const EVENTS_OUT_METRIC: &str = "streamwatch_events_out_total";
+/// Counter of the completion events a replay delivered.
+pub const COMPLETIONS_OUT_METRIC: &str = "streamwatch_producer_completions_total";
 
 /// How many messages reached the broker.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -38,11 +46,16 @@ pub struct Deliveries {
 }
 
 impl Deliveries {
-    fn record<T: DeliveryTag>(&mut self, (tag, result): (T, DeliveryResult)) {
+    /// Counts one delivery report; a delivered message counts in the `delivered` counter.
+    fn record<T: DeliveryTag>(
+        &mut self,
+        (tag, result): (T, DeliveryResult),
+        delivered: &'static str,
+    ) {
         let error = match result {
             Ok(Ok(_)) => {
                 self.delivered += 1;
-                metrics::counter!("streamwatch_events_out_total", "stage" => STAGE).increment(1);
+                metrics::counter!(delivered, "stage" => STAGE).increment(1);
                 tag.settle(Ok(()));
                 return;
             }
@@ -114,6 +127,8 @@ pub struct Publisher<T = ()> {
     topic: String,
     in_flight: FuturesUnordered<Tagged<T>>,
     deliveries: Deliveries,
+    /// Counter of the delivered messages.
+    delivered_metric: &'static str,
 }
 
 impl Publisher {
@@ -130,7 +145,15 @@ impl<T: DeliveryTag> Publisher<T> {
             topic: topic.into(),
             in_flight: FuturesUnordered::new(),
             deliveries: Deliveries::default(),
+            delivered_metric: EVENTS_OUT_METRIC,
         }
+    }
+
+    /// Counts the delivered messages in the counter `metric` instead of
+    /// [`EVENTS_OUT_METRIC`] (labelled `stage="producer"` too).
+    pub fn counting_as(mut self, metric: &'static str) -> Self {
+        self.delivered_metric = metric;
+        self
     }
 
     /// Queues one message (the client copies key and payload); `tag` is settled when its
@@ -142,6 +165,7 @@ impl<T: DeliveryTag> Publisher<T> {
             topic,
             in_flight,
             deliveries,
+            delivered_metric,
         } = self;
         let mut record: FutureRecord<'_, [u8], [u8]> =
             FutureRecord::to(topic).key(key).payload(payload);
@@ -158,7 +182,7 @@ impl<T: DeliveryTag> Publisher<T> {
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                     record = returned;
                     match in_flight.next().await {
-                        Some(result) => deliveries.record(result),
+                        Some(result) => deliveries.record(result, delivered_metric),
                         None => tokio::time::sleep(Duration::from_millis(1)).await,
                     }
                 }
@@ -170,7 +194,7 @@ impl<T: DeliveryTag> Publisher<T> {
         }
         // Collect the reports that are already in, so a long live run holds few futures.
         while let Some(Some(result)) = in_flight.next().now_or_never() {
-            deliveries.record(result);
+            deliveries.record(result, delivered_metric);
         }
     }
 
@@ -184,7 +208,7 @@ impl<T: DeliveryTag> Publisher<T> {
     pub async fn settle_next(&mut self) -> bool {
         match self.in_flight.next().await {
             Some(result) => {
-                self.deliveries.record(result);
+                self.deliveries.record(result, self.delivered_metric);
                 true
             }
             None => false,
@@ -238,13 +262,23 @@ impl Pacer {
     }
 }
 
+/// The completion events of a replay.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CompletionCounts {
+    pub deliveries: Deliveries,
+    /// Replayed trips without a completion time, which got no completion event.
+    pub no_completion_time: u64,
+}
+
 /// What a run skipped, by mode.
 #[derive(Debug, Clone, Copy)]
 pub enum Skipped {
-    /// Rows without an event time, and rows outside `[from, to)`.
+    /// Rows without an event time, and rows outside `[from, to)`; with completions on, what
+    /// became of them.
     Replay {
         null_event_time: u64,
         outside_range: u64,
+        completions: Option<CompletionCounts>,
     },
     /// Invalid lines sent to the dead-letter topic.
     Live { dead_lettered: u64 },
@@ -290,10 +324,24 @@ impl fmt::Display for Summary {
             Skipped::Replay {
                 null_event_time,
                 outside_range,
-            } => write!(
-                f,
-                "skipped_null_event_time={null_event_time} outside_range={outside_range}"
-            )?,
+                completions,
+            } => {
+                write!(
+                    f,
+                    "skipped_null_event_time={null_event_time} outside_range={outside_range}"
+                )?;
+                if let Some(c) = completions {
+                    write!(
+                        f,
+                        " completions={} completions_delivered={} completions_failed={} \
+                         no_completion_time={}",
+                        c.deliveries.sent,
+                        c.deliveries.delivered,
+                        c.deliveries.failed,
+                        c.no_completion_time
+                    )?;
+                }
+            }
             Skipped::Live { dead_lettered } => write!(f, "dead_lettered={dead_lettered}")?,
         }
         write!(f, " interrupted={}", self.interrupted)
@@ -304,12 +352,28 @@ impl Summary {
     /// Prints the summary on stdout; a run with undelivered events fails, unless every failure
     /// was reported to the events' sender (an HTTP client).
     pub(crate) fn report(self, topic: &str) -> Result<()> {
+        self.report_to(topic, None)
+    }
+
+    /// [`Summary::report`] for a replay whose completions went to `completions_topic`: their
+    /// delivery failures fail the run too.
+    pub(crate) fn report_to(self, topic: &str, completions_topic: Option<&str>) -> Result<()> {
         println!("{self}");
+        let completions = match self.skipped {
+            Skipped::Replay {
+                completions: Some(c),
+                ..
+            } => c,
+            _ => CompletionCounts::default(),
+        };
         tracing::info!(
             mode = self.mode(),
             sent = self.deliveries.sent,
             delivered = self.deliveries.delivered,
             failed = self.deliveries.failed,
+            completions_sent = completions.deliveries.sent,
+            completions_delivered = completions.deliveries.delivered,
+            completions_failed = completions.deliveries.failed,
             seconds = self.seconds,
             "run finished"
         );
@@ -318,6 +382,13 @@ impl Summary {
                 topic: topic.to_owned(),
                 failed: self.deliveries.failed,
                 sent: self.deliveries.sent,
+            });
+        }
+        if completions.deliveries.failed > 0 {
+            return Err(Error::Delivery {
+                topic: completions_topic.unwrap_or_default().to_owned(),
+                failed: completions.deliveries.failed,
+                sent: completions.deliveries.sent,
             });
         }
         Ok(())
@@ -353,9 +424,15 @@ fn progress_bar(len: usize) -> ProgressBar {
     bar
 }
 
-/// Replays a Parquet file to Kafka; on SIGINT/SIGTERM it stops, flushes what is queued and
-/// reports.
+/// Replays a Parquet file to Kafka, with the trips' completions when a completions topic is
+/// given; on SIGINT/SIGTERM it stops, flushes what is queued and reports.
 pub async fn replay(args: ReplayArgs, shutdown: CancellationToken) -> Result<()> {
+    let completions_topic = args.completions_topic();
+    if completions_topic == Some(args.topic.as_str()) {
+        return Err(Error::CompletionsTopic {
+            topic: args.topic.clone(),
+        });
+    }
     let readiness = start_admin(&args.admin, &shutdown).await?;
     let started = std::time::Instant::now();
     let path = args.file.clone();
@@ -365,6 +442,10 @@ pub async fn replay(args: ReplayArgs, shutdown: CancellationToken) -> Result<()>
         from: args.from,
         to: args.to,
         limit: args.limit,
+        completions: completions_topic.map(|_| CompletionOptions {
+            time_column: args.completion_time_column.clone(),
+            truth_field: args.truth_field.clone(),
+        }),
     };
     let events = tokio::task::spawn_blocking(move || TripEvents::load(&path, &options)).await??;
     let stats = events.stats();
@@ -385,18 +466,37 @@ pub async fn replay(args: ReplayArgs, shutdown: CancellationToken) -> Result<()>
             "rows without an event time skipped"
         );
     }
+    if let (Some(topic), Some(column)) = (completions_topic, events.completion_column()) {
+        tracing::info!(
+            topic,
+            column,
+            truth = %args.truth_field,
+            no_completion_time = stats.no_completion_time,
+            early_completions = stats.early_completions,
+            "completions on: one per trip at its completion time (early ones before their trip)"
+        );
+        if stats.no_completion_time > 0 {
+            tracing::warn!(
+                trips = stats.no_completion_time,
+                column,
+                "trips without a completion time get no completion"
+            );
+        }
+    }
 
     let producer = connect(&args.kafka).await?;
     readiness.set(true);
-    let mut publisher = Publisher::new(producer, args.topic.clone());
+    let mut publisher = Publisher::new(producer.clone(), args.topic.clone());
+    let mut completions = completions_topic
+        .map(|topic| Publisher::new(producer, topic).counting_as(COMPLETIONS_OUT_METRIC));
     let mut pacer = Pacer::new(args.speed, Duration::from_secs_f64(args.max_pause));
     let progress = progress_bar(events.len());
     let publish_start = Instant::now();
     let (mut key, mut payload) = (String::new(), Vec::with_capacity(1024));
     let mut interrupted = false;
     let mut outcome = Ok(());
-    for i in 0..events.len() {
-        if let Some(due) = pacer.due(events.event_time(i)) {
+    for Scheduled { time, item } in Schedule::new(&events) {
+        if let Some(due) = pacer.due(time) {
             let due = publish_start + due;
             if due > Instant::now() {
                 tokio::select! {
@@ -409,13 +509,25 @@ pub async fn replay(args: ReplayArgs, shutdown: CancellationToken) -> Result<()>
             interrupted = true;
             break;
         }
-        if let Err(error) = events.write_event(i, &mut key, &mut payload) {
-            outcome = Err(error);
-            break;
-        }
-        publisher.send(key.as_bytes(), &payload).await;
-        if i % 1024 == 0 {
-            progress.set_position(i as u64);
+        match item {
+            Item::Trip(i) => {
+                if let Err(error) = events.write_event(i, &mut key, &mut payload) {
+                    outcome = Err(error);
+                    break;
+                }
+                publisher.send(key.as_bytes(), &payload).await;
+                if i % 1024 == 0 {
+                    progress.set_position(i as u64);
+                }
+            }
+            Item::Completion(i) => {
+                // The schedule has completions only when they are on.
+                if let Some(completions) = &mut completions {
+                    if events.write_completion(i, &mut key, &mut payload) {
+                        completions.send(key.as_bytes(), &payload).await;
+                    }
+                }
+            }
         }
     }
     progress.finish_and_clear();
@@ -424,6 +536,13 @@ pub async fn replay(args: ReplayArgs, shutdown: CancellationToken) -> Result<()>
         "events encoded and queued; waiting for the broker's acknowledgements"
     );
     let deliveries = publisher.finish().await;
+    let completions = match completions {
+        Some(completions) => Some(CompletionCounts {
+            deliveries: completions.finish().await,
+            no_completion_time: stats.no_completion_time,
+        }),
+        None => None,
+    };
     readiness.set(false);
     let summary = Summary {
         deliveries,
@@ -431,11 +550,12 @@ pub async fn replay(args: ReplayArgs, shutdown: CancellationToken) -> Result<()>
         skipped: Skipped::Replay {
             null_event_time: stats.null_event_time,
             outside_range: stats.outside_range,
+            completions,
         },
         interrupted,
     };
     outcome?;
-    summary.report(&args.topic)
+    summary.report_to(&args.topic, completions_topic)
 }
 
 #[cfg(test)]
@@ -513,6 +633,7 @@ mod tests {
             skipped: Skipped::Replay {
                 null_event_time: 1,
                 outside_range: 23,
+                completions: None,
             },
             interrupted: false,
         };
@@ -520,6 +641,37 @@ mod tests {
             summary.to_string(),
             "replay events=500 delivered=500 failed=0 seconds=0.250 events_per_second=2000 \
              skipped_null_event_time=1 outside_range=23 interrupted=false"
+        );
+        let with_completions = Summary {
+            skipped: Skipped::Replay {
+                null_event_time: 1,
+                outside_range: 23,
+                completions: Some(CompletionCounts {
+                    deliveries: Deliveries {
+                        sent: 498,
+                        delivered: 497,
+                        failed: 1,
+                        reported: 0,
+                    },
+                    no_completion_time: 2,
+                }),
+            },
+            ..summary.clone()
+        };
+        assert_eq!(
+            with_completions.to_string(),
+            "replay events=500 delivered=500 failed=0 seconds=0.250 events_per_second=2000 \
+             skipped_null_event_time=1 outside_range=23 completions=498 \
+             completions_delivered=497 completions_failed=1 no_completion_time=2 \
+             interrupted=false"
+        );
+        let error = with_completions
+            .report_to("trips", Some("completions"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "1 of 498 events could not be delivered to topic completions"
         );
         let live = Summary {
             skipped: Skipped::Live { dead_lettered: 2 },

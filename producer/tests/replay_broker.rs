@@ -1,13 +1,19 @@
-//! Against a real broker (KAFKA_BROKERS): replays part of February 2022 and feeds live lines,
-//! then reads the topics back. Skipped with a notice when KAFKA_BROKERS is unset.
+//! Against a real broker (KAFKA_BROKERS): replays part of February 2022 (alone and with its
+//! completions) and feeds live lines, then reads the topics back. Skipped with a notice when
+//! KAFKA_BROKERS is unset.
 
+use std::collections::BTreeMap;
+use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
 
+use chrono::NaiveDateTime;
+use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+use datafusion::parquet::record::Field;
 use rdkafka::message::Message;
 use serde_json::Value;
-use streamwatch_common::events::parse_timestamp;
+use streamwatch_common::events::{format_timestamp, parse_timestamp};
 
 mod support;
 use support::{consume, create_topic, dlq_reason, kafka, producer, text, unique};
@@ -71,6 +77,165 @@ async fn replays_february_in_event_time_order() {
         .find(|(key, _)| key == "green_tripdata_2022-02:0")
         .expect("row 0 is among the first 500 trips");
     assert_eq!(row0, &expected);
+}
+
+/// Pickup and dropoff of the rows picked up in `[from, to)`, by trip id, read with the parquet
+/// crate's record API (not the producer's Arrow reader).
+fn trips_between(
+    path: &Path,
+    from: &str,
+    to: &str,
+) -> BTreeMap<String, (NaiveDateTime, NaiveDateTime)> {
+    let (from, to) = (parse_timestamp(from).unwrap(), parse_timestamp(to).unwrap());
+    let time = |micros: i64| {
+        chrono::DateTime::from_timestamp_micros(micros)
+            .unwrap()
+            .naive_utc()
+    };
+    let stem = path.file_stem().unwrap().to_str().unwrap();
+    let reader = SerializedFileReader::new(File::open(path).unwrap()).unwrap();
+    let mut trips = BTreeMap::new();
+    for (index, row) in reader.get_row_iter(None).unwrap().enumerate() {
+        let row = row.unwrap();
+        let column = |wanted: &str| {
+            row.get_column_iter()
+                .find_map(|(name, field)| match field {
+                    Field::TimestampMicros(micros) if name == wanted => Some(time(*micros)),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        let pickup = column("lpep_pickup_datetime");
+        if from <= pickup && pickup < to {
+            let dropoff = column("lpep_dropoff_datetime");
+            trips.insert(format!("{stem}:{index}"), (pickup, dropoff));
+        }
+    }
+    trips
+}
+
+#[tokio::test]
+async fn replays_completions_in_event_time_order() {
+    let Some(kafka) = kafka() else { return };
+    let trips_topic = unique("trips");
+    let completions_topic = unique("completions");
+    create_topic(&kafka, &trips_topic).await;
+    create_topic(&kafka, &completions_topic).await;
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/green_tripdata_2022-02.parquet");
+    let (from, to) = ("2022-02-01T08:00:00", "2022-02-01T09:00:00");
+    let expected = trips_between(&data, from, to);
+    let n = expected.len();
+    assert!(n > 50, "{n} trips between {from} and {to}");
+
+    let output = producer()
+        .args([
+            "replay",
+            "--from",
+            from,
+            "--to",
+            to,
+            "--topic",
+            &trips_topic,
+            "--completions-topic",
+            &completions_topic,
+            "--brokers",
+            &kafka.brokers,
+        ])
+        .arg("--file")
+        .arg(&data)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("replay events={n} delivered={n} failed=0 ")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            " completions={n} completions_delivered={n} completions_failed=0 no_completion_time=0 "
+        )),
+        "{stdout}"
+    );
+
+    let parse = |message: &rdkafka::message::BorrowedMessage<'_>| {
+        let key = String::from_utf8(message.key().unwrap().to_vec()).unwrap();
+        let event: Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
+        assert_eq!(event["trip_id"], Value::String(key.clone()));
+        let time = parse_timestamp(event["event_time"].as_str().unwrap()).unwrap();
+        (key, time, event)
+    };
+    let trips = consume(&kafka, &trips_topic, n, parse).await;
+    let completions = consume(&kafka, &completions_topic, n, parse).await;
+
+    for (name, events) in [("trips", &trips), ("completions", &completions)] {
+        assert!(
+            events.windows(2).all(|w| w[0].1 <= w[1].1),
+            "{name} out of event-time order"
+        );
+        let ids: Vec<&String> = events.iter().map(|(key, _, _)| key).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert!(
+            sorted.into_iter().eq(expected.keys()),
+            "{name}: other trip ids"
+        );
+    }
+    for (key, time, _) in &trips {
+        assert_eq!(*time, expected[key].0, "{key}");
+    }
+    for (key, time, event) in &completions {
+        let (pickup, dropoff) = expected[key];
+        let mut fields: Vec<&str> = event
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        fields.sort_unstable();
+        assert_eq!(
+            fields,
+            ["duration_min", "event_time", "prediction_time", "trip_id"],
+            "{key}"
+        );
+        assert_eq!(*time, dropoff, "{key}");
+        assert_eq!(
+            event["prediction_time"].as_str().unwrap(),
+            format_timestamp(pickup),
+            "{key}"
+        );
+        // The course's target: (dropoff - pickup).total_seconds() / 60.
+        let minutes = (dropoff - pickup).num_seconds() as f64 / 60.0;
+        assert_eq!(event["duration_min"].as_f64().unwrap(), minutes, "{key}");
+    }
+    // Trips picked up before --to still get their completions after it.
+    let to = parse_timestamp(to).unwrap();
+    assert!(completions.last().unwrap().1 >= to);
+
+    // A few rows of the file: pickup, dropoff and the minutes between them.
+    let by_id: BTreeMap<&str, &Value> = completions
+        .iter()
+        .map(|(key, _, event)| (key.as_str(), event))
+        .collect();
+    for (row, pickup, dropoff, minutes) in [
+        (133, "2022-02-01T08:00:08", "2022-02-01T08:03:38", 3.5),
+        (
+            136,
+            "2022-02-01T08:06:49",
+            "2022-02-01T08:26:51",
+            1202.0 / 60.0,
+        ),
+        (62026, "2022-02-01T08:47:00", "2022-02-01T09:14:00", 27.0),
+    ] {
+        let event = by_id[format!("green_tripdata_2022-02:{row}").as_str()];
+        assert_eq!(event["prediction_time"], pickup, "{event}");
+        assert_eq!(event["event_time"], dropoff, "{event}");
+        assert_eq!(event["duration_min"].as_f64(), Some(minutes), "{event}");
+    }
 }
 
 #[tokio::test]

@@ -2,11 +2,14 @@
 # Regenerates the Evidently golden values under tests/golden/ (and, with --bench, the Evidently timings).
 #
 #   scripts/goldens/make_goldens.sh                 # daily, hourly and 1d/1h sliding February cases + synthetic cases
-#   scripts/goldens/make_goldens.sh --only daily    # or: --only windows (hourly + sliding), --only synthetic
+#                                                   # + the daily outlier shares
+#   scripts/goldens/make_goldens.sh --only daily    # or: --only windows (hourly + sliding), --only synthetic,
+#                                                   # --only outliers (outlier_goldens.py, NumPy only)
+#                                                   # --only performance (performance_goldens.py, scikit-learn)
 #   scripts/goldens/make_goldens.sh --bench         # goldens, then scripts/goldens/evidently_bench.py
 #   scripts/goldens/make_goldens.sh --bench-only    # only the timings
 #   scripts/goldens/make_goldens.sh -- --reference other.parquet --model other.json
-#       (arguments after -- go to evidently_goldens.py and evidently_bench.py; the JSON still records the repo paths)
+#       (arguments after -- go to evidently_goldens.py, outlier_goldens.py and evidently_bench.py; the JSON still records the repo paths)
 #   scripts/goldens/make_goldens.sh --workers 4     # processes for the hourly/sliding windows (default 2)
 #
 # Inputs (repo-relative): data/reference.parquet and models/trip-duration-linear.json (from `scorer train`),
@@ -20,6 +23,7 @@ self="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
 run_goldens=1
+only=all
 run_bench=0
 gen_args=()
 extra_args=()
@@ -27,10 +31,10 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --bench) run_bench=1 ;;
         --bench-only) run_bench=1; run_goldens=0 ;;
-        --only) gen_args+=("--only" "$2"); shift ;;
+        --only) only="$2"; gen_args+=("--only" "$2"); shift ;;
         --workers) gen_args+=("--workers" "$2"); shift ;;
         --) shift; extra_args+=("$@"); break ;;
-        -h|--help) sed -n '2,17p' "$self"; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$self"; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -65,8 +69,14 @@ for f in data/green_tripdata_2022-02.parquet; do
     [ -f "$f" ] || { echo "missing input $f" >&2; exit 1; }
 done
 
-if [ "$run_goldens" = 1 ]; then
+if [ "$run_goldens" = 1 ] && [ "$only" != outliers ] && [ "$only" != performance ]; then
     "$venv/bin/python" scripts/goldens/evidently_goldens.py ${gen_args[@]+"${gen_args[@]}"} ${extra_args[@]+"${extra_args[@]}"}
+fi
+if [ "$run_goldens" = 1 ] && { [ "$only" = all ] || [ "$only" = outliers ]; }; then
+    "$venv/bin/python" scripts/goldens/outlier_goldens.py ${extra_args[@]+"${extra_args[@]}"}
+fi
+if [ "$run_goldens" = 1 ] && { [ "$only" = all ] || [ "$only" = performance ]; }; then
+    "$venv/bin/python" scripts/goldens/performance_goldens.py
 fi
 if [ "$run_bench" = 1 ]; then
     "$venv/bin/python" scripts/goldens/evidently_bench.py ${extra_args[@]+"${extra_args[@]}"}

@@ -4,7 +4,10 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
-use streamwatch_common::events::{ColumnDrift, MetricRow};
+use streamwatch_common::events::{
+    ColumnDrift, ColumnOutliers, LateEvents, MetricRow, MetricsRecord, PerformanceReport,
+    PerformanceStats,
+};
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::NoTls;
 
@@ -46,6 +49,19 @@ const DELETE_QUANTILES: &str =
     "DELETE FROM column_quantiles WHERE monitor = $1 AND window_kind = $2 \
      AND window_size_seconds = $3 AND window_step_seconds = $4 AND window_start = $5";
 
+const DELETE_OUTLIERS: &str =
+    "DELETE FROM column_outliers WHERE monitor = $1 AND window_kind = $2 \
+     AND window_size_seconds = $3 AND window_step_seconds = $4 AND window_start = $5";
+
+const INSERT_OUTLIERS: &str = "\
+INSERT INTO column_outliers (
+    monitor, window_kind, window_size_seconds, window_step_seconds, window_start,
+    column_name, lower_quantile, upper_quantile, lower_bound, upper_bound,
+    share_outside_quantiles, iqr_lower_fence, iqr_upper_fence, share_outside_iqr, finite_values)
+SELECT $1, $2, $3, $4, $5, o.*
+FROM UNNEST($6::text[], $7::float8[], $8::float8[], $9::float8[], $10::float8[], $11::float8[],
+            $12::float8[], $13::float8[], $14::float8[], $15::int8[]) AS o";
+
 /// One statement per window for all its columns: arrays unnested into rows.
 const INSERT_COLUMNS: &str = "\
 INSERT INTO column_drift (
@@ -55,6 +71,83 @@ INSERT INTO column_drift (
 SELECT $1, $2, $3, $4, $5, c.*
 FROM UNNEST($6::text[], $7::text[], $8::text[], $9::float8[], $10::float8[], $11::bool[],
             $12::int8[], $13::int8[], $14::text[]) AS c";
+
+/// Upserts a window's performance; an older revision leaves a newer one in place.
+const UPSERT_PERFORMANCE: &str = "\
+INSERT INTO window_performance (
+    monitor, window_kind, window_size_seconds, window_step_seconds, window_start, window_end,
+    revision, predictions, labelled_rows, unmatched_completions, mae, rmse, mape, mape_rows, r2,
+    mean_error, label_delay_mean_seconds, label_delay_p50_seconds, label_delay_p95_seconds,
+    label_delay_max_seconds, fairness_low, fairness_high, worst_segment, worst_mae_ratio, emitted_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
+        $21, $22, $23, $24, $25)
+ON CONFLICT (monitor, window_kind, window_size_seconds, window_step_seconds, window_start) DO UPDATE SET
+    window_end = EXCLUDED.window_end,
+    revision = EXCLUDED.revision,
+    predictions = EXCLUDED.predictions,
+    labelled_rows = EXCLUDED.labelled_rows,
+    unmatched_completions = EXCLUDED.unmatched_completions,
+    mae = EXCLUDED.mae,
+    rmse = EXCLUDED.rmse,
+    mape = EXCLUDED.mape,
+    mape_rows = EXCLUDED.mape_rows,
+    r2 = EXCLUDED.r2,
+    mean_error = EXCLUDED.mean_error,
+    label_delay_mean_seconds = EXCLUDED.label_delay_mean_seconds,
+    label_delay_p50_seconds = EXCLUDED.label_delay_p50_seconds,
+    label_delay_p95_seconds = EXCLUDED.label_delay_p95_seconds,
+    label_delay_max_seconds = EXCLUDED.label_delay_max_seconds,
+    fairness_low = EXCLUDED.fairness_low,
+    fairness_high = EXCLUDED.fairness_high,
+    worst_segment = EXCLUDED.worst_segment,
+    worst_mae_ratio = EXCLUDED.worst_mae_ratio,
+    emitted_at = EXCLUDED.emitted_at,
+    stored_at = now()
+WHERE window_performance.revision <= EXCLUDED.revision
+RETURNING revision";
+
+const DELETE_SEGMENTS: &str =
+    "DELETE FROM segment_performance WHERE monitor = $1 AND window_kind = $2 \
+     AND window_size_seconds = $3 AND window_step_seconds = $4 AND window_start = $5";
+
+const INSERT_SEGMENTS: &str = "\
+INSERT INTO segment_performance (
+    monitor, window_kind, window_size_seconds, window_step_seconds, window_start,
+    dimension, value, predictions, labelled_rows, too_small, mae, rmse, mape, mape_rows, r2,
+    mean_error, label_delay_mean_seconds, label_delay_p50_seconds, label_delay_p95_seconds,
+    label_delay_max_seconds, mae_ratio, bias_ratio, unfair)
+SELECT $1, $2, $3, $4, $5, s.*
+FROM UNNEST($6::text[], $7::text[], $8::int8[], $9::int8[], $10::bool[], $11::float8[],
+            $12::float8[], $13::float8[], $14::int8[], $15::float8[], $16::float8[],
+            $17::float8[], $18::float8[], $19::float8[], $20::float8[], $21::float8[],
+            $22::float8[], $23::bool[]) AS s";
+
+/// Stores an alert transition; a repeated one replaces itself.
+const UPSERT_ALERT: &str = "\
+INSERT INTO alerts (
+    monitor, window_kind, window_size_seconds, window_step_seconds, window_start, window_end,
+    rule, state, metric, op, threshold, for_windows, value, emitted_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+ON CONFLICT (monitor, window_kind, window_size_seconds, window_step_seconds, window_start, rule)
+DO UPDATE SET
+    window_end = EXCLUDED.window_end,
+    state = EXCLUDED.state,
+    metric = EXCLUDED.metric,
+    op = EXCLUDED.op,
+    threshold = EXCLUDED.threshold,
+    for_windows = EXCLUDED.for_windows,
+    value = EXCLUDED.value,
+    emitted_at = EXCLUDED.emitted_at,
+    stored_at = now()";
+
+/// Late events are stored once per event and window shape; a repeated report changes nothing.
+const INSERT_LATE_EVENTS: &str = "\
+INSERT INTO late_events (
+    monitor, window_kind, window_size_seconds, window_step_seconds, source_topic,
+    source_partition, source_offset, event_time, watermark, dropped_at)
+SELECT $1, $2, $3, $4, $5, e.partition, e.offset_, e.event_time, $6, $7
+FROM UNNEST($8::int4[], $9::int8[], $10::timestamp[]) AS e(partition, offset_, event_time)
+ON CONFLICT DO NOTHING";
 
 const INSERT_QUANTILES: &str = "\
 INSERT INTO column_quantiles (
@@ -186,9 +279,10 @@ impl MetricStore {
         }
     }
 
-    /// Writes `rows` in one transaction, in order. For each row: upsert its window; when that
-    /// applied, replace the window's column and quantile rows. Nothing is written on error.
-    pub async fn write(&self, rows: &[MetricRow]) -> Result<WriteSummary> {
+    /// Writes `records` in one transaction, in order. For each window row: upsert its window;
+    /// when that applied, replace the window's column, quantile and outlier rows. Late events are
+    /// inserted once. Nothing is written on error.
+    pub async fn write(&self, records: &[MetricsRecord]) -> Result<WriteSummary> {
         let mut client = self.client().await?;
         let tx = client
             .transaction()
@@ -214,9 +308,84 @@ impl MetricStore {
             .prepare_cached(INSERT_QUANTILES)
             .await
             .map_err(self.query_error("prepare"))?;
+        let delete_outliers = tx
+            .prepare_cached(DELETE_OUTLIERS)
+            .await
+            .map_err(self.query_error("prepare"))?;
+        let insert_outliers = tx
+            .prepare_cached(INSERT_OUTLIERS)
+            .await
+            .map_err(self.query_error("prepare"))?;
+        let insert_late = tx
+            .prepare_cached(INSERT_LATE_EVENTS)
+            .await
+            .map_err(self.query_error("prepare"))?;
 
         let mut summary = WriteSummary::default();
-        for row in rows {
+        for record in records {
+            let row = match record {
+                MetricsRecord::Window(row) => row,
+                MetricsRecord::Alert(alert) => {
+                    let upsert = tx
+                        .prepare_cached(UPSERT_ALERT)
+                        .await
+                        .map_err(self.query_error("prepare"))?;
+                    let w = &alert.window;
+                    tx.execute(
+                        &upsert,
+                        &[
+                            &w.monitor,
+                            &w.kind.as_str(),
+                            &w.size_seconds,
+                            &w.step_seconds,
+                            &w.start,
+                            &w.end,
+                            &alert.rule,
+                            &alert.state.as_str(),
+                            &alert.metric,
+                            &alert.op,
+                            &alert.threshold,
+                            &i32::try_from(alert.for_windows).unwrap_or(i32::MAX),
+                            &alert.value,
+                            &alert.emitted_at,
+                        ],
+                    )
+                    .await
+                    .map_err(self.query_error("upsert of alerts"))?;
+                    summary.applied += 1;
+                    continue;
+                }
+                MetricsRecord::Performance(report) => {
+                    if self.write_performance(&tx, report).await? {
+                        summary.applied += 1;
+                    } else {
+                        summary.stale += 1;
+                    }
+                    continue;
+                }
+                MetricsRecord::LateEvents(late) => {
+                    let values = LateValues::new(late);
+                    tx.execute(
+                        &insert_late,
+                        &[
+                            &late.shape.monitor,
+                            &late.shape.kind.as_str(),
+                            &late.shape.size_seconds,
+                            &late.shape.step_seconds,
+                            &late.topic,
+                            &late.watermark,
+                            &late.emitted_at,
+                            &values.partitions,
+                            &values.offsets,
+                            &values.times,
+                        ],
+                    )
+                    .await
+                    .map_err(self.query_error("insert into late_events"))?;
+                    summary.applied += 1;
+                    continue;
+                }
+            };
             let values = RowValues::new(row);
             let key = values.key();
             let applied = tx
@@ -295,9 +464,191 @@ impl MetricStore {
                 .await
                 .map_err(self.query_error("insert into column_quantiles"))?;
             }
+            tx.execute(&delete_outliers, &key)
+                .await
+                .map_err(self.query_error("delete from column_outliers"))?;
+            if !row.outliers.is_empty() {
+                let o = OutlierArrays::new(&row.outliers);
+                tx.execute(
+                    &insert_outliers,
+                    &[
+                        key[0],
+                        key[1],
+                        key[2],
+                        key[3],
+                        key[4],
+                        &o.names,
+                        &o.lower_quantiles,
+                        &o.upper_quantiles,
+                        &o.lower_bounds,
+                        &o.upper_bounds,
+                        &o.shares_outside_quantiles,
+                        &o.iqr_lower_fences,
+                        &o.iqr_upper_fences,
+                        &o.shares_outside_iqr,
+                        &o.values,
+                    ],
+                )
+                .await
+                .map_err(self.query_error("insert into column_outliers"))?;
+            }
         }
         tx.commit().await.map_err(self.query_error("COMMIT"))?;
         Ok(summary)
+    }
+}
+
+impl MetricStore {
+    /// Upserts one performance report and, when it applied, replaces its segment rows.
+    async fn write_performance(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        report: &PerformanceReport,
+    ) -> Result<bool> {
+        let upsert = tx
+            .prepare_cached(UPSERT_PERFORMANCE)
+            .await
+            .map_err(self.query_error("prepare"))?;
+        let w = &report.window;
+        let key: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
+            &w.monitor,
+            &w.kind.as_str(),
+            &w.size_seconds,
+            &w.step_seconds,
+            &w.start,
+        ];
+        let overall = StatsValues::new(&report.overall);
+        let applied = tx
+            .query_opt(
+                &upsert,
+                &[
+                    key[0],
+                    key[1],
+                    key[2],
+                    key[3],
+                    key[4],
+                    &w.end,
+                    &i64::from(report.revision),
+                    &overall.predictions,
+                    &overall.labelled,
+                    &saturating_i64(report.unmatched_completions),
+                    &overall.mae,
+                    &overall.rmse,
+                    &overall.mape,
+                    &overall.mape_rows,
+                    &overall.r2,
+                    &overall.mean_error,
+                    &overall.delay_mean,
+                    &overall.delay_p50,
+                    &overall.delay_p95,
+                    &overall.delay_max,
+                    &report.fairness_band[0],
+                    &report.fairness_band[1],
+                    &report.worst_segment,
+                    &report.worst_mae_ratio,
+                    &report.emitted_at,
+                ],
+            )
+            .await
+            .map_err(self.query_error("upsert of window_performance"))?
+            .is_some();
+        if !applied {
+            return Ok(false);
+        }
+        let delete = tx
+            .prepare_cached(DELETE_SEGMENTS)
+            .await
+            .map_err(self.query_error("prepare"))?;
+        tx.execute(&delete, &key)
+            .await
+            .map_err(self.query_error("delete from segment_performance"))?;
+        if report.segments.is_empty() {
+            return Ok(true);
+        }
+        let insert = tx
+            .prepare_cached(INSERT_SEGMENTS)
+            .await
+            .map_err(self.query_error("prepare"))?;
+        let segments = &report.segments;
+        let stats: Vec<StatsValues> = segments
+            .iter()
+            .map(|s| StatsValues::new(&s.stats))
+            .collect();
+        let column = |f: fn(&StatsValues) -> Option<f64>| stats.iter().map(f).collect::<Vec<_>>();
+        tx.execute(
+            &insert,
+            &[
+                key[0],
+                key[1],
+                key[2],
+                key[3],
+                key[4],
+                &segments
+                    .iter()
+                    .map(|s| s.dimension.as_str())
+                    .collect::<Vec<_>>(),
+                &segments
+                    .iter()
+                    .map(|s| s.value.as_str())
+                    .collect::<Vec<_>>(),
+                &stats.iter().map(|s| s.predictions).collect::<Vec<_>>(),
+                &stats.iter().map(|s| s.labelled).collect::<Vec<_>>(),
+                &segments.iter().map(|s| s.too_small).collect::<Vec<_>>(),
+                &column(|s| s.mae),
+                &column(|s| s.rmse),
+                &column(|s| s.mape),
+                &stats.iter().map(|s| s.mape_rows).collect::<Vec<_>>(),
+                &column(|s| s.r2),
+                &column(|s| s.mean_error),
+                &column(|s| s.delay_mean),
+                &column(|s| s.delay_p50),
+                &column(|s| s.delay_p95),
+                &column(|s| s.delay_max),
+                &segments.iter().map(|s| s.mae_ratio).collect::<Vec<_>>(),
+                &segments.iter().map(|s| s.bias_ratio).collect::<Vec<_>>(),
+                &segments.iter().map(|s| s.unfair).collect::<Vec<_>>(),
+            ],
+        )
+        .await
+        .map_err(self.query_error("insert into segment_performance"))?;
+        Ok(true)
+    }
+}
+
+/// Performance statistics as column values (NULL where not measured).
+struct StatsValues {
+    predictions: i64,
+    labelled: i64,
+    mae: Option<f64>,
+    rmse: Option<f64>,
+    mape: Option<f64>,
+    mape_rows: Option<i64>,
+    r2: Option<f64>,
+    mean_error: Option<f64>,
+    delay_mean: Option<f64>,
+    delay_p50: Option<f64>,
+    delay_p95: Option<f64>,
+    delay_max: Option<f64>,
+}
+
+impl StatsValues {
+    fn new(stats: &PerformanceStats) -> Self {
+        let m = stats.metrics.as_ref();
+        let d = stats.label_delay.as_ref();
+        Self {
+            predictions: saturating_i64(stats.predictions),
+            labelled: saturating_i64(stats.labelled_rows),
+            mae: m.map(|m| m.mae),
+            rmse: m.map(|m| m.rmse),
+            mape: m.and_then(|m| m.mape),
+            mape_rows: m.map(|m| saturating_i64(m.mape_rows)),
+            r2: m.and_then(|m| m.r2),
+            mean_error: m.map(|m| m.mean_error),
+            delay_mean: d.map(|d| d.mean_seconds),
+            delay_p50: d.map(|d| d.p50_seconds),
+            delay_p95: d.map(|d| d.p95_seconds),
+            delay_max: d.map(|d| d.max_seconds),
+        }
     }
 }
 
@@ -351,6 +702,22 @@ impl<'a> RowValues<'a> {
     }
 }
 
+struct LateValues {
+    partitions: Vec<i32>,
+    offsets: Vec<i64>,
+    times: Vec<chrono::NaiveDateTime>,
+}
+
+impl LateValues {
+    fn new(late: &LateEvents) -> Self {
+        Self {
+            partitions: late.events.iter().map(|e| e.partition).collect(),
+            offsets: late.events.iter().map(|e| e.offset).collect(),
+            times: late.events.iter().map(|e| e.event_time).collect(),
+        }
+    }
+}
+
 struct ColumnArrays<'a> {
     names: Vec<&'a str>,
     types: Vec<&'a str>,
@@ -385,12 +752,99 @@ impl<'a> ColumnArrays<'a> {
     }
 }
 
+struct OutlierArrays<'a> {
+    names: Vec<&'a str>,
+    lower_quantiles: Vec<f64>,
+    upper_quantiles: Vec<f64>,
+    lower_bounds: Vec<f64>,
+    upper_bounds: Vec<f64>,
+    shares_outside_quantiles: Vec<Option<f64>>,
+    iqr_lower_fences: Vec<f64>,
+    iqr_upper_fences: Vec<f64>,
+    shares_outside_iqr: Vec<Option<f64>>,
+    values: Vec<i64>,
+}
+
+impl<'a> OutlierArrays<'a> {
+    fn new(outliers: &'a [ColumnOutliers]) -> Self {
+        Self {
+            names: outliers.iter().map(|o| o.column.as_str()).collect(),
+            lower_quantiles: outliers.iter().map(|o| o.lower_quantile).collect(),
+            upper_quantiles: outliers.iter().map(|o| o.upper_quantile).collect(),
+            lower_bounds: outliers.iter().map(|o| o.lower_bound).collect(),
+            upper_bounds: outliers.iter().map(|o| o.upper_bound).collect(),
+            shares_outside_quantiles: outliers.iter().map(|o| o.share_outside_quantiles).collect(),
+            iqr_lower_fences: outliers.iter().map(|o| o.iqr_lower_fence).collect(),
+            iqr_upper_fences: outliers.iter().map(|o| o.iqr_upper_fence).collect(),
+            shares_outside_iqr: outliers.iter().map(|o| o.share_outside_iqr).collect(),
+            values: outliers.iter().map(|o| saturating_i64(o.values)).collect(),
+        }
+    }
+}
+
 fn saturating_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-/// Checks what the JSON schema cannot: a row failing here is dead-lettered, not written.
-pub fn validate(row: &MetricRow) -> std::result::Result<(), String> {
+/// Checks what the JSON schema cannot: a record failing here is dead-lettered, not written.
+pub fn validate(record: &MetricsRecord) -> std::result::Result<(), String> {
+    match record {
+        MetricsRecord::Window(row) => validate_window(row),
+        MetricsRecord::LateEvents(late) => validate_late(late),
+        MetricsRecord::Performance(report) => validate_performance(report),
+        MetricsRecord::Alert(alert) => {
+            if alert.window.monitor.is_empty() || alert.rule.is_empty() {
+                Err("alert without a monitor or rule name".into())
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+fn validate_performance(report: &PerformanceReport) -> std::result::Result<(), String> {
+    let window = &report.window;
+    if window.monitor.is_empty() || window.end <= window.start {
+        return Err(format!(
+            "performance window {} has no monitor or ends before it starts",
+            window.message_key()
+        ));
+    }
+    let mut seen = HashSet::new();
+    if let Some(s) = report
+        .segments
+        .iter()
+        .find(|s| !seen.insert((s.dimension.as_str(), s.value.as_str())))
+    {
+        return Err(format!(
+            "segment {}={} is given twice",
+            s.dimension, s.value
+        ));
+    }
+    Ok(())
+}
+
+fn validate_late(late: &LateEvents) -> std::result::Result<(), String> {
+    let shape = &late.shape;
+    if shape.monitor.is_empty() {
+        return Err("shape.monitor is empty".into());
+    }
+    if shape.size_seconds <= 0 || shape.step_seconds <= 0 {
+        return Err(format!(
+            "window size {} s and step {} s must be positive",
+            shape.size_seconds, shape.step_seconds
+        ));
+    }
+    if let Some(event) = late.events.iter().find(|e| e.partition < 0 || e.offset < 0) {
+        return Err(format!(
+            "late event at partition {} offset {} has no place in a topic",
+            event.partition, event.offset
+        ));
+    }
+    Ok(())
+}
+
+fn validate_window(row: &MetricRow) -> std::result::Result<(), String> {
     let window = &row.window;
     if window.monitor.is_empty() {
         return Err("window.monitor is empty".into());
@@ -447,6 +901,23 @@ pub fn validate(row: &MetricRow) -> std::result::Result<(), String> {
         return Err(format!(
             "quantile {} of column {:?} is outside [0, 1]",
             q.quantile, q.column
+        ));
+    }
+    let mut seen = HashSet::new();
+    if let Some(o) = row
+        .outliers
+        .iter()
+        .find(|o| !seen.insert(o.column.as_str()))
+    {
+        return Err(format!("column {:?} has two outlier results", o.column));
+    }
+    if let Some(o) = row.outliers.iter().find(|o| {
+        !(0.0 <= o.lower_quantile && o.lower_quantile < o.upper_quantile && o.upper_quantile <= 1.0)
+            || i64::try_from(o.values).is_err()
+    }) {
+        return Err(format!(
+            "outliers of column {:?}: quantiles {}..{} or {} values out of range",
+            o.column, o.lower_quantile, o.upper_quantile, o.values
         ));
     }
     Ok(())
@@ -545,36 +1016,56 @@ mod tests {
                 quantile: 0.5,
                 value: Some(12.5),
             }],
+            outliers: vec![ColumnOutliers {
+                column: "fare_amount".into(),
+                lower_quantile: 0.01,
+                upper_quantile: 0.99,
+                lower_bound: 3.0,
+                upper_bound: 70.0,
+                share_outside_quantiles: Some(0.5),
+                iqr_lower_fence: -4.0,
+                iqr_upper_fence: 30.0,
+                share_outside_iqr: None,
+                values: 2,
+            }],
             emitted_at: Utc::now(),
         }
     }
 
     #[test]
     fn validation_rejects_what_the_schema_cannot_hold() {
-        assert_eq!(validate(&row()), Ok(()));
+        assert_eq!(validate_window(&row()), Ok(()));
 
         let mut bad = row();
         bad.window.end = bad.window.start;
-        assert!(validate(&bad).unwrap_err().contains("not after"));
+        assert!(validate_window(&bad).unwrap_err().contains("not after"));
 
         let mut bad = row();
         bad.window.step_seconds = 0;
-        assert!(validate(&bad).unwrap_err().contains("positive"));
+        assert!(validate_window(&bad).unwrap_err().contains("positive"));
 
         let mut bad = row();
         bad.row_count = u64::MAX;
-        assert!(validate(&bad).unwrap_err().contains("row_count"));
+        assert!(validate_window(&bad).unwrap_err().contains("row_count"));
 
         let mut bad = row();
         bad.quantiles.push(bad.quantiles[0].clone());
-        assert!(validate(&bad).unwrap_err().contains("twice"));
+        assert!(validate_window(&bad).unwrap_err().contains("twice"));
 
         let mut bad = row();
         bad.quantiles[0].quantile = 1.5;
-        assert!(validate(&bad).unwrap_err().contains("outside"));
+        assert!(validate_window(&bad).unwrap_err().contains("outside"));
 
         let mut bad = row();
         bad.window.monitor.clear();
-        assert!(validate(&bad).unwrap_err().contains("monitor"));
+        assert!(validate_window(&bad).unwrap_err().contains("monitor"));
+
+        let mut bad = row();
+        bad.outliers.push(bad.outliers[0].clone());
+        assert!(validate_window(&bad).unwrap_err().contains("two outlier"));
+
+        let mut bad = row();
+        bad.outliers[0].upper_quantile = bad.outliers[0].lower_quantile;
+        assert!(validate_window(&bad).unwrap_err().contains("out of range"));
     }
 }

@@ -11,7 +11,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::types::RDKafkaErrorCode;
 use streamwatch_common::deadletter::{DeadLetters, Origin};
-use streamwatch_common::events::MetricRow;
+use streamwatch_common::events::MetricsRecord;
 use streamwatch_common::telemetry::Readiness;
 use tokio_util::sync::CancellationToken;
 
@@ -96,14 +96,14 @@ impl Received {
 }
 
 /// Parses and checks one message; the error is a dead-letter kind and the reason.
-pub fn decode(payload: &[u8]) -> Result<MetricRow, (&'static str, String)> {
-    let row: MetricRow = serde_json::from_slice(payload).map_err(|e| {
+pub fn decode(payload: &[u8]) -> Result<MetricsRecord, (&'static str, String)> {
+    let row: MetricsRecord = serde_json::from_slice(payload).map_err(|e| {
         let kind = if e.is_syntax() || e.is_eof() {
             "invalid_json"
         } else {
             "invalid_row"
         };
-        (kind, format!("not a metric row: {e}"))
+        (kind, format!("not a metric record: {e}"))
     })?;
     validate(&row).map_err(|reason| ("invalid_row", reason))?;
     Ok(row)
@@ -240,7 +240,7 @@ impl MetricSink {
     /// one per transaction to find the refused ones, returned with the reason. None on shutdown.
     async fn write_rows(
         &mut self,
-        rows: &[MetricRow],
+        rows: &[MetricsRecord],
         shutdown: &CancellationToken,
     ) -> Option<Vec<(usize, String)>> {
         match self.write_retrying(rows, shutdown).await? {
@@ -266,7 +266,7 @@ impl MetricSink {
     /// data. None when shutdown came while retrying.
     async fn write_retrying(
         &mut self,
-        rows: &[MetricRow],
+        rows: &[MetricsRecord],
         shutdown: &CancellationToken,
     ) -> Option<Result<(), Error>> {
         let mut attempt = 0u32;
@@ -462,7 +462,7 @@ mod tests {
         assert_eq!(decode(b"").unwrap_err().0, "invalid_json");
         let (kind, reason) = decode(br#"{"window": 3}"#).unwrap_err();
         assert_eq!(kind, "invalid_row");
-        assert!(reason.contains("not a metric row"), "{reason}");
+        assert!(reason.contains("not a metric record"), "{reason}");
     }
 
     #[test]

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use streamwatch_common::deadletter::DeadLetters;
-use streamwatch_common::events::{HEADER_DLQ_ORIGIN, HEADER_DLQ_REASON, HEADER_DLQ_STAGE};
+use streamwatch_common::events::{
+    MetricsRecord, HEADER_DLQ_ORIGIN, HEADER_DLQ_REASON, HEADER_DLQ_STAGE,
+};
 use streamwatch_common::kafka::KafkaArgs;
 use streamwatch_common::telemetry::Readiness;
 use streamwatch_sink::config::Backoff;
@@ -147,7 +149,7 @@ async fn rows_wait_for_the_database_and_malformed_ones_are_dead_lettered() {
             &producer,
             &topic,
             &row.window.message_key(),
-            &serde_json::to_vec(row).unwrap(),
+            &serde_json::to_vec(&MetricsRecord::Window(row.clone())).unwrap(),
         )
         .await;
     }
@@ -157,9 +159,12 @@ async fn rows_wait_for_the_database_and_malformed_ones_are_dead_lettered() {
         ("bad-json", b"{\"window\": ".to_vec()),
         (
             "wrong-fields",
-            br#"{"window": {"monitor": "taxi"}, "revision": "two"}"#.to_vec(),
+            br#"{"record": "window", "window": {"monitor": "taxi"}, "revision": "two"}"#.to_vec(),
         ),
-        ("refused", serde_json::to_vec(&refused).unwrap()),
+        (
+            "refused",
+            serde_json::to_vec(&MetricsRecord::Window(refused)).unwrap(),
+        ),
     ];
     for (key, payload) in &malformed {
         produce(&producer, &topic, key, payload).await;
@@ -241,11 +246,11 @@ async fn rows_wait_for_the_database_and_malformed_ones_are_dead_lettered() {
     }
     reasons.sort();
     assert_eq!(reasons[0].0, "bad-json");
-    assert!(reasons[0].1.contains("not a metric row"), "{reasons:?}");
+    assert!(reasons[0].1.contains("not a metric record"), "{reasons:?}");
     assert_eq!(reasons[1].0, "refused");
     assert!(reasons[1].1.contains("db error"), "{reasons:?}");
     assert_eq!(reasons[2].0, "wrong-fields");
-    assert!(reasons[2].1.contains("not a metric row"), "{reasons:?}");
+    assert!(reasons[2].1.contains("not a metric record"), "{reasons:?}");
     drop(dlq);
     let stats = up.stop().await;
     assert_eq!(stats.messages, 6, "{stats:?}");
@@ -258,7 +263,7 @@ async fn rows_wait_for_the_database_and_malformed_ones_are_dead_lettered() {
         &producer,
         &topic,
         &later.window.message_key(),
-        &serde_json::to_vec(&later).unwrap(),
+        &serde_json::to_vec(&MetricsRecord::Window(later.clone())).unwrap(),
     )
     .await;
     let again = start(&kafka, &topic, &group, &dead_letter_topic, db.store.clone());
@@ -284,7 +289,7 @@ async fn consumption_resumes_when_the_database_comes_back() {
         &producer,
         &topic,
         &first.window.message_key(),
-        &serde_json::to_vec(&first).unwrap(),
+        &serde_json::to_vec(&MetricsRecord::Window(first.clone())).unwrap(),
     )
     .await;
 
@@ -316,7 +321,7 @@ async fn consumption_resumes_when_the_database_comes_back() {
         &producer,
         &topic,
         &second.window.message_key(),
-        &serde_json::to_vec(&second).unwrap(),
+        &serde_json::to_vec(&MetricsRecord::Window(second.clone())).unwrap(),
     )
     .await;
     wait_for("the second row", Duration::from_secs(30), || async {

@@ -4,11 +4,11 @@
 mod support;
 
 use chrono::Utc;
-use streamwatch_common::events::WindowKind;
+use streamwatch_common::events::{LateEvent, LateEvents, MetricsRecord, WindowKind, WindowShape};
 use streamwatch_sink::grafana::{expand_macros, panel_queries};
 use streamwatch_sink::migrations;
 use streamwatch_sink::service::{MetricStore, WriteSummary};
-use support::{daily_row, database_url, drift, TestDb};
+use support::{daily_row, database_url, drift, outliers, TestDb};
 
 const DASHBOARD: &str = include_str!("../../grafana/dashboards/data-drift.json");
 
@@ -35,22 +35,28 @@ async fn migrations_apply_once_and_grant_the_grafana_role() {
         return;
     };
     let first = TestDb::create(&url).await;
+    let embedded = migrations::embedded_names();
+    assert_eq!(
+        embedded[..3],
+        ["V1__metrics", "V2__late_events", "V3__outliers"]
+    );
+    let newest = embedded.last().map(String::as_str);
     let report = migrations::apply(&first.store).await.unwrap();
-    assert_eq!(report.applied, ["V1__metrics"]);
-    assert_eq!(report.current.as_deref(), Some("V1__metrics"));
+    assert_eq!(report.applied, embedded);
+    assert_eq!(report.current.as_deref(), newest);
     let again = migrations::apply(&first.store).await.unwrap();
     assert!(
         again.applied.is_empty(),
         "second run applied {:?}",
         again.applied
     );
-    assert_eq!(again.current.as_deref(), Some("V1__metrics"));
+    assert_eq!(again.current.as_deref(), newest);
 
     // The role is cluster-wide: a second database finds it existing and still grants it.
     let second = TestDb::create(&url).await;
     assert_eq!(
         migrations::apply(&second.store).await.unwrap().applied,
-        ["V1__metrics"]
+        embedded
     );
     for db in [&first, &second] {
         let client = db.client().await;
@@ -58,6 +64,9 @@ async fn migrations_apply_once_and_grant_the_grafana_role() {
             "window_metrics",
             "column_drift",
             "column_quantiles",
+            "column_outliers",
+            "late_events",
+            "window_late_events",
             "dummy_metrics",
             "daily_metrics",
         ] {
@@ -94,7 +103,7 @@ async fn the_same_row_twice_leaves_one_row() {
     let db = test_db!("the_same_row_twice_leaves_one_row");
     let row = daily_row("2022-02-01", 1, 0.19);
     for _ in 0..2 {
-        let summary = db.store.write(std::slice::from_ref(&row)).await.unwrap();
+        let summary = db.store.write(&[row.clone().into()]).await.unwrap();
         assert_eq!(
             summary,
             WriteSummary {
@@ -104,7 +113,10 @@ async fn the_same_row_twice_leaves_one_row() {
         );
     }
     // Also twice within one transaction.
-    db.store.write(&[row.clone(), row.clone()]).await.unwrap();
+    db.store
+        .write(&[row.clone().into(), row.clone().into()])
+        .await
+        .unwrap();
     let client = db.client().await;
     assert_eq!(
         count(&client, "SELECT count(*) FROM window_metrics").await,
@@ -151,14 +163,14 @@ async fn an_older_revision_never_overwrites_a_newer_one() {
     older.columns.push(drift("trip_distance", None, false));
     assert_eq!(
         db.store
-            .write(std::slice::from_ref(&newer))
+            .write(&[newer.clone().into()])
             .await
             .unwrap()
             .applied,
         1
     );
     assert_eq!(
-        db.store.write(std::slice::from_ref(&older)).await.unwrap(),
+        db.store.write(&[older.clone().into()]).await.unwrap(),
         WriteSummary {
             applied: 0,
             stale: 1
@@ -189,8 +201,8 @@ async fn an_older_revision_never_overwrites_a_newer_one() {
     let summary = db
         .store
         .write(&[
-            daily_row("2022-02-01", 3, 0.3),
-            daily_row("2022-02-01", 2, 0.2),
+            daily_row("2022-02-01", 3, 0.3).into(),
+            daily_row("2022-02-01", 2, 0.2).into(),
         ])
         .await
         .unwrap();
@@ -219,13 +231,13 @@ async fn a_new_revision_replaces_the_column_rows() {
     ];
     second.columns[1].error = Some("every value of the window is missing".into());
     second.quantiles.truncate(1);
-    db.store.write(std::slice::from_ref(&first)).await.unwrap();
+    db.store.write(&[first.clone().into()]).await.unwrap();
     // A different window keeps its rows.
     db.store
-        .write(&[daily_row("2022-02-02", 1, 0.1)])
+        .write(&[daily_row("2022-02-02", 1, 0.1).into()])
         .await
         .unwrap();
-    db.store.write(std::slice::from_ref(&second)).await.unwrap();
+    db.store.write(&[second.clone().into()]).await.unwrap();
 
     let client = db.client().await;
     let rows = client
@@ -282,10 +294,10 @@ async fn the_views_give_the_course_columns() {
     hourly.window.end = hourly.window.start + chrono::Duration::hours(1);
     db.store
         .write(&[
-            daily_row("2022-02-01", 1, 0.188522969503922),
-            daily_row("2022-02-02", 1, 0.12),
-            sliding,
-            hourly,
+            daily_row("2022-02-01", 1, 0.188522969503922).into(),
+            daily_row("2022-02-02", 1, 0.12).into(),
+            sliding.into(),
+            hourly.into(),
         ])
         .await
         .unwrap();
@@ -350,7 +362,7 @@ async fn every_dashboard_query_returns_rows_for_the_grafana_role() {
     let rows: Vec<_> = ["2022-02-01", "2022-02-02", "2022-02-03"]
         .iter()
         .enumerate()
-        .map(|(i, day)| daily_row(day, 1, 0.1 + i as f64 / 20.0))
+        .map(|(i, day)| daily_row(day, 1, 0.1 + i as f64 / 20.0).into())
         .collect();
     db.store.write(&rows).await.unwrap();
 
@@ -400,7 +412,11 @@ async fn data_the_database_refuses_is_a_rejection_and_nothing_is_written() {
     let good = daily_row("2022-02-01", 1, 0.1);
     let mut bad = daily_row("2022-02-02", 1, 0.1);
     bad.window.monitor = "nul\u{0}byte".into();
-    let error = db.store.write(&[good, bad]).await.unwrap_err();
+    let error = db
+        .store
+        .write(&[good.into(), bad.into()])
+        .await
+        .unwrap_err();
     assert!(error.is_rejection(), "{error}");
     let client = db.client().await;
     assert_eq!(
@@ -427,4 +443,182 @@ async fn an_unreachable_database_is_named_without_its_password() {
     );
     assert!(!message.contains("hunter2"), "{message}");
     assert!(!error.is_rejection());
+}
+
+#[tokio::test]
+async fn late_events_are_stored_once_and_counted_per_window() {
+    let db = test_db!("late_events_are_stored_once_and_counted_per_window");
+    let late = |offsets: &[(i64, &str)]| {
+        MetricsRecord::LateEvents(LateEvents {
+            shape: WindowShape {
+                monitor: "taxi".into(),
+                kind: WindowKind::Sliding,
+                size_seconds: 3 * 3600,
+                step_seconds: 3600,
+            },
+            topic: "trips.scored".into(),
+            watermark: support::ts("2022-02-03T00:00:00"),
+            events: offsets
+                .iter()
+                .map(|(offset, time)| LateEvent {
+                    partition: 0,
+                    offset: *offset,
+                    event_time: support::ts(time),
+                })
+                .collect(),
+            emitted_at: Utc::now(),
+        })
+    };
+    let first = late(&[(7, "2022-02-01T05:10:00"), (9, "2022-02-01T06:59:59")]);
+    db.store.write(std::slice::from_ref(&first)).await.unwrap();
+    // A monitor restarted before committing reports them again, with one more.
+    db.store
+        .write(&[late(&[
+            (7, "2022-02-01T05:10:00"),
+            (9, "2022-02-01T06:59:59"),
+            (12, "2022-02-01T03:00:00"),
+        ])])
+        .await
+        .unwrap();
+    let client = db.client().await;
+    assert_eq!(count(&client, "SELECT count(*) FROM late_events").await, 3);
+    let windows: Vec<(String, i64)> = client
+        .query(
+            "SELECT to_char(window_start, 'HH24:MI'), late_events_dropped
+             FROM window_late_events ORDER BY window_start",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    // 3-hour windows every hour: 03:00 is in the windows starting 01..03, 05:10 in 03..05,
+    // 06:59:59 in 04..06.
+    let expected = [
+        ("01:00", 1),
+        ("02:00", 1),
+        ("03:00", 2),
+        ("04:00", 2),
+        ("05:00", 2),
+        ("06:00", 1),
+    ];
+    assert_eq!(
+        windows,
+        expected
+            .iter()
+            .map(|(s, n)| (s.to_string(), *n))
+            .collect::<Vec<_>>()
+    );
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn outliers_land_and_follow_the_window_revision() {
+    let db = test_db!("outliers_land_and_follow_the_window_revision");
+    let mut first = daily_row("2022-02-01", 1, 0.19);
+    first.outliers.push(outliers("trip_distance", None, 0));
+    db.store.write(&[first.clone().into()]).await.unwrap();
+    db.store
+        .write(&[daily_row("2022-02-02", 1, 0.1).into()])
+        .await
+        .unwrap();
+
+    let client = db.client().await;
+    type Stored = (
+        String,
+        f64,
+        f64,
+        f64,
+        f64,
+        Option<f64>,
+        f64,
+        f64,
+        Option<f64>,
+        i64,
+    );
+    let stored = |day: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .query(
+                    "SELECT column_name, lower_quantile, upper_quantile, lower_bound, upper_bound,
+                            share_outside_quantiles, iqr_lower_fence, iqr_upper_fence,
+                            share_outside_iqr, finite_values
+                     FROM column_outliers WHERE window_start = $1::text::timestamp
+                     ORDER BY column_name",
+                    &[&day],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        r.get(0),
+                        r.get(1),
+                        r.get(2),
+                        r.get(3),
+                        r.get(4),
+                        r.get(5),
+                        r.get(6),
+                        r.get(7),
+                        r.get(8),
+                        r.get(9),
+                    )
+                })
+                .collect::<Vec<Stored>>()
+        }
+    };
+    let expected = |o: &streamwatch_common::events::ColumnOutliers| -> Stored {
+        (
+            o.column.clone(),
+            o.lower_quantile,
+            o.upper_quantile,
+            o.lower_bound,
+            o.upper_bound,
+            o.share_outside_quantiles,
+            o.iqr_lower_fence,
+            o.iqr_upper_fence,
+            o.share_outside_iqr,
+            o.values as i64,
+        )
+    };
+    let mut want: Vec<Stored> = first.outliers.iter().map(expected).collect();
+    want.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(stored("2022-02-01").await, want);
+    assert_eq!(want[2].0, "trip_distance");
+    assert_eq!((want[2].5, want[2].8, want[2].9), (None, None, 0));
+
+    // A stale revision leaves them; a newer one replaces them; other windows keep theirs.
+    let mut stale = daily_row("2022-02-01", 0, 0.5);
+    stale.outliers.truncate(1);
+    db.store.write(&[stale.into()]).await.unwrap();
+    assert_eq!(stored("2022-02-01").await.len(), 3);
+    let mut second = daily_row("2022-02-01", 2, 0.05);
+    second.outliers = vec![outliers("fare_amount", Some(0.5), 4)];
+    db.store.write(&[second.clone().into()]).await.unwrap();
+    assert_eq!(
+        stored("2022-02-01").await,
+        vec![expected(&second.outliers[0])]
+    );
+    assert_eq!(stored("2022-02-02").await.len(), 2);
+
+    // A row without outliers (an older monitor) clears them, and deleting a window
+    // deletes its outliers.
+    let mut third = daily_row("2022-02-01", 3, 0.05);
+    third.outliers.clear();
+    db.store.write(&[third.into()]).await.unwrap();
+    assert!(stored("2022-02-01").await.is_empty());
+    client
+        .execute(
+            "DELETE FROM window_metrics WHERE window_start = '2022-02-02'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM column_outliers").await,
+        0
+    );
+    db.drop_database().await;
 }

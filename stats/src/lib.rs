@@ -68,6 +68,7 @@ pub use mmd::{
 };
 pub use permutation::{total_variation_distance, tvd_pvalue};
 pub use selection::{default_stattest, ColumnType, ScoreKind, StatTest, StatTestResult, MMD_SEED};
+pub use sum::pairwise_sum;
 pub use ttest::t_test_pvalue;
 pub use wasserstein::{wasserstein_distance, wasserstein_normed};
 pub use ztest::z_test_pvalue;

@@ -4,7 +4,7 @@
 /// numpy's `np.sum` of a contiguous float array (`DOUBLE_pairwise_sum`, and the same
 /// algorithm in float32 for `FLOAT_pairwise_sum`): a plain loop below 8 elements, 8
 /// accumulators up to 128, halving above.
-pub(crate) fn pairwise_sum<T>(a: &[T]) -> T
+pub fn pairwise_sum<T>(a: &[T]) -> T
 where
     T: Copy + Default + From<f32> + std::ops::Add<Output = T>,
 {

@@ -304,6 +304,137 @@ async fn check_window(
     Ok(())
 }
 
+fn assert_close(what: &str, expected: &Value, actual: Option<f64>) {
+    match (golden_f64(expected), actual) {
+        (Some(e), Some(a)) => assert!(close(e, a), "{what}: {a} vs scikit-learn's {e}"),
+        (None, None) => {}
+        (e, a) => panic!("{what}: {a:?} vs scikit-learn's {e:?}"),
+    }
+}
+
+/// Waits for the 28 daily performance rows, then compares them with the golden file.
+async fn check_performance(client: &tokio_postgres::Client, log_dir: &Path) -> Result<()> {
+    let goldens: Value = serde_json::from_str(&std::fs::read_to_string(
+        repo_root().join("tests/golden/feb-2022-performance.json"),
+    )?)?;
+    let cases = goldens["cases"].as_array().context("golden cases")?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let daily =
+        "FROM window_performance WHERE window_kind = 'tumbling' AND window_size_seconds = 86400";
+    loop {
+        let complete: i64 = client
+            .query_one(
+                &format!("SELECT count(*) {daily} AND window_start < '2022-03-01'"),
+                &[],
+            )
+            .await?
+            .get(0);
+        let labelled: i64 = client
+            .query_one(
+                &format!("SELECT coalesce(sum(labelled_rows), 0)::bigint {daily} AND window_start < '2022-03-01'"),
+                &[],
+            )
+            .await?
+            .get(0);
+        let expected: i64 = cases
+            .iter()
+            .map(|c| c["expected"]["labelled_rows"].as_i64().unwrap())
+            .sum();
+        if complete == 28 && labelled == expected {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{complete} of 28 daily performance rows, {labelled} of {expected} labelled rows; logs in {}",
+                log_dir.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for case in cases {
+        let start = chrono::NaiveDateTime::parse_from_str(
+            case["start"].as_str().unwrap(),
+            "%Y-%m-%dT%H:%M:%S",
+        )?;
+        let expected = &case["expected"];
+        let row = client
+            .query_one(
+                &format!("SELECT predictions, labelled_rows, mae, rmse, mape, r2, mean_error, mape_rows {daily} AND window_start = $1"),
+                &[&start],
+            )
+            .await?;
+        let day = case["start"].as_str().unwrap();
+        assert_eq!(
+            row.get::<_, i64>(0),
+            expected["predictions"].as_i64().unwrap(),
+            "{day}: predictions"
+        );
+        assert_eq!(
+            row.get::<_, i64>(1),
+            expected["labelled_rows"].as_i64().unwrap(),
+            "{day}: labelled rows"
+        );
+        for (i, name) in ["mae", "rmse", "mape", "r2", "mean_error"]
+            .iter()
+            .enumerate()
+        {
+            assert_close(&format!("{day}: {name}"), &expected[*name], row.get(i + 2));
+        }
+        assert_eq!(
+            row.get::<_, Option<i64>>(7),
+            expected["mape_rows"].as_i64(),
+            "{day}: mape rows"
+        );
+        let segments = client
+            .query(
+                "SELECT value, predictions, labelled_rows, too_small, mae, rmse, mape, r2, mean_error
+                 FROM segment_performance
+                 WHERE window_kind = 'tumbling' AND window_size_seconds = 86400
+                   AND window_start = $1 AND dimension = 'pickup_borough' ORDER BY value",
+                &[&start],
+            )
+            .await?;
+        let golden = expected["segments"]
+            .as_object()
+            .context("golden segments")?;
+        assert_eq!(
+            segments.len(),
+            golden.len(),
+            "{day}: one row per borough with trips"
+        );
+        for segment in &segments {
+            let borough: String = segment.get(0);
+            let want = &golden[&borough];
+            let what = format!("{day} {borough}");
+            assert_eq!(
+                segment.get::<_, i64>(1),
+                want["predictions"].as_i64().unwrap(),
+                "{what}: predictions"
+            );
+            assert_eq!(
+                segment.get::<_, i64>(2),
+                want["labelled_rows"].as_i64().unwrap(),
+                "{what}: labelled"
+            );
+            assert_eq!(
+                segment.get::<_, bool>(3),
+                want.get("mae").is_none(),
+                "{what}: too small"
+            );
+            if want.get("mae").is_some() {
+                for (i, name) in ["mae", "rmse", "mape", "r2", "mean_error"]
+                    .iter()
+                    .enumerate()
+                {
+                    assert_close(&format!("{what}: {name}"), &want[*name], segment.get(i + 4));
+                }
+            }
+        }
+    }
+    eprintln!("feb-2022-performance.json: 28 days and their boroughs equal scikit-learn's");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn february_replay_matches_evidently_in_postgres() -> Result<()> {
     let (Ok(brokers), Ok(database_url)) = (
@@ -315,17 +446,28 @@ async fn february_replay_matches_evidently_in_postgres() -> Result<()> {
     };
     let run = format!("e2e{}", std::process::id());
     let topic = |name: &str| format!("{run}.{name}");
-    let (trips, scored, metrics_topic, dlq) = (
+    let (trips, scored, metrics_topic, dlq, completions) = (
         topic("trips"),
         topic("trips.scored"),
         topic("metrics"),
         topic("deadletter"),
+        topic("completions"),
     );
     let db_name = format!("sw_{run}_{}", chrono::Utc::now().timestamp());
     let db_url = fresh_database(&database_url, &db_name).await?;
     let log_dir = std::env::temp_dir().join(format!("streamwatch-{run}"));
     std::fs::create_dir_all(&log_dir)?;
     eprintln!("stage logs in {}", log_dir.display());
+    // The shipped taxi spec, with the three window shapes and absolute paths.
+    let examples = repo_root().join("examples/specs");
+    let spec = std::fs::read_to_string(examples.join("taxi.toml"))?
+        .replace(r#"windows = ["1d"]"#, r#"windows = ["1d", "1h", "1d/1h"]"#)
+        .replace(
+            "../../data/",
+            &format!("{}/", repo_root().join("data").display()),
+        );
+    let spec_path = log_dir.join("taxi.toml");
+    std::fs::write(&spec_path, spec)?;
 
     let common = |group: &str| {
         vec![
@@ -360,10 +502,10 @@ async fn february_replay_matches_evidently_in_postgres() -> Result<()> {
                 metrics_topic.clone(),
                 "--dead-letter-topic".into(),
                 dlq.clone(),
-                "--reference".into(),
-                "data/reference.parquet".into(),
-                "--window".into(),
-                "1d,1h,1d/1h".into(),
+                "--spec".into(),
+                spec_path.display().to_string(),
+                "--completions-topic".into(),
+                completions.clone(),
                 "--idle-timeout".into(),
                 "3s".into(),
             ],
@@ -429,6 +571,8 @@ async fn february_replay_matches_evidently_in_postgres() -> Result<()> {
             "2022-03-01",
             "--topic",
             &trips,
+            "--completions-topic",
+            &completions,
             "--brokers",
             &brokers,
         ])
@@ -550,6 +694,39 @@ async fn february_replay_matches_evidently_in_postgres() -> Result<()> {
         eprintln!("{file}: {} windows equal Evidently's", cases.len());
     }
 
+    // Model performance per pickup day, overall and per borough, equals scikit-learn's.
+    check_performance(&client, &log_dir).await?;
+
+    // The spec's alert rule on prediction drift is in effect exactly on the days Evidently
+    // flags: it fires at the first flagged day of each run and resolves at the next unflagged.
+    let transitions: Vec<(chrono::NaiveDateTime, String)> = client
+        .query(
+            "SELECT window_start, state FROM alerts WHERE rule = 'prediction drift'
+               AND window_kind = 'tumbling' AND window_size_seconds = 86400 ORDER BY window_start",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let mut firing = false;
+    for case in cases {
+        let day = chrono::NaiveDateTime::parse_from_str(
+            case["start"].as_str().unwrap(),
+            "%Y-%m-%dT%H:%M:%S",
+        )?;
+        if let Some((_, state)) = transitions.iter().find(|(start, _)| *start == day) {
+            firing = state == "firing";
+        }
+        let flagged = case["expected"]["prediction_drift"]["drift_detected"]
+            .as_bool()
+            .unwrap();
+        assert_eq!(
+            firing, flagged,
+            "{day}: alert in effect vs Evidently's flag ({transitions:?})"
+        );
+    }
+
     // Every Grafana panel's SQL, macros expanded, returns rows.
     let from = chrono::NaiveDate::from_ymd_opt(2022, 2, 1)
         .unwrap()
@@ -582,6 +759,76 @@ async fn february_replay_matches_evidently_in_postgres() -> Result<()> {
     assert!(
         panels >= 5,
         "the dashboards have at least five panels, found {panels}"
+    );
+
+    // Out of order after the end of the month: a trip of February 1st is past every window's
+    // update horizon, so each window shape drops it and reports it; a trip of the last hour
+    // is within the horizon and re-emits its windows with one more row.
+    let late_trip = |id: &str, time: &str| {
+        format!(
+            r#"{{"trip_id":"{id}","event_time":"{time}","lpep_pickup_datetime":"{time}","passenger_count":1,"trip_distance":2.5,"fare_amount":12.0,"total_amount":15.3,"PULocationID":74,"DOLocationID":75}}"#
+        )
+    };
+    let last_hour: (i64, i64) = client
+        .query_one(
+            "SELECT revision, row_count FROM window_metrics WHERE window_kind = 'tumbling' AND window_size_seconds = 3600 AND window_start = '2022-02-28T23:00:00'",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))?;
+    for (id, time) in [
+        ("late:too-late", "2022-02-01T10:00:00"),
+        ("late:in-horizon", "2022-02-28T23:50:00"),
+    ] {
+        producer
+            .send(
+                FutureRecord::to(&trips)
+                    .key(id)
+                    .payload(&late_trip(id, time)),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let dropped = client
+            .query_one("SELECT count(*) FROM late_events", &[])
+            .await?
+            .get::<_, i64>(0);
+        let now: (i64, i64) = client
+            .query_one(
+                "SELECT revision, row_count FROM window_metrics WHERE window_kind = 'tumbling' AND window_size_seconds = 3600 AND window_start = '2022-02-28T23:00:00'",
+                &[],
+            )
+            .await
+            .map(|r| (r.get(0), r.get(1)))?;
+        if dropped == 3 && now == (last_hour.0 + 1, last_hour.1 + 1) {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("late events: {dropped} stored (want 3, one per window shape), last hour {now:?} (was {last_hour:?}); logs in {}", log_dir.display());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let per_window: Vec<(String, i64, i64)> = client
+        .query(
+            "SELECT window_kind, window_size_seconds, count(*) FROM window_late_events
+             WHERE late_events_dropped = 1 GROUP BY 1, 2 ORDER BY 1, 2",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        per_window,
+        [
+            ("sliding".to_owned(), 86_400, 24),
+            ("tumbling".to_owned(), 3_600, 1),
+            ("tumbling".to_owned(), 86_400, 1),
+        ],
+        "the dropped trip counts in every window that contains it"
     );
 
     // Malformed events were dead-lettered with their reasons, by the stage that read them.

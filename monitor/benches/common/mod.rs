@@ -31,6 +31,7 @@ pub fn taxi_mapping() -> ColumnMapping {
         categorical: ["PULocationID", "DOLocationID"].map(String::from).to_vec(),
         quantiles: vec!["fare_amount:0.5".into()],
         drift_share: 0.5,
+        outlier_quantiles: vec![0.01, 0.99],
     })
     .unwrap()
 }

@@ -8,6 +8,7 @@ use std::io::BufRead;
 use chrono::NaiveDateTime;
 use serde_json::{Map, Value};
 use streamwatch_common::events::{format_timestamp, parse_timestamp, EVENT_TIME, TRIP_ID};
+use streamwatch_common::spec::Spec;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -93,22 +94,99 @@ pub struct Rejection {
     pub reason: String,
 }
 
-/// How event times and trip ids are found in live objects.
+/// How event times and trip ids are found in live objects, and what else they must hold.
 #[derive(Debug, Clone)]
 pub struct LiveRules {
     pub event_time_field: String,
     pub time_column: String,
     pub fallback: TimeFallback,
+    /// The columns a monitoring spec asks for, when one is given.
+    pub columns: Option<SpecColumns>,
 }
 
-impl From<&LiveArgs> for LiveRules {
-    fn from(args: &LiveArgs) -> Self {
-        Self {
+impl LiveRules {
+    pub fn new(args: &LiveArgs) -> Result<Self> {
+        let spec = args.spec.as_deref().map(Spec::load).transpose()?;
+        let time_column = match &spec {
+            Some(spec) if spec.timestamp != args.event_time_field => spec.timestamp.clone(),
+            _ => args.time_column.clone(),
+        };
+        Ok(Self {
             event_time_field: args.event_time_field.clone(),
-            time_column: args.time_column.clone(),
+            time_column,
             fallback: args.time_field_fallback,
+            columns: spec.as_ref().map(SpecColumns::from),
+        })
+    }
+}
+
+/// The data columns of a monitoring spec, by the JSON types they accept.
+#[derive(Debug, Clone, Default)]
+pub struct SpecColumns {
+    /// Must be present; a number or null.
+    pub numerical: Vec<String>,
+    /// Must be present; a string, number, boolean or null.
+    pub categorical: Vec<String>,
+    /// May be absent; a number or null when present.
+    pub target: Option<String>,
+}
+
+impl From<&Spec> for SpecColumns {
+    fn from(spec: &Spec) -> Self {
+        Self {
+            numerical: spec.numerical.clone(),
+            categorical: spec.categorical.clone(),
+            target: spec.target.clone(),
         }
     }
+}
+
+impl SpecColumns {
+    /// The first column that is missing or of the wrong type, as (kind, problem).
+    fn check(&self, object: &Map<String, Value>) -> Result<(), (&'static str, String)> {
+        let numerical = self.numerical.iter().map(|c| (c, true));
+        let categorical = self.categorical.iter().map(|c| (c, false));
+        for (column, is_numerical) in numerical.chain(categorical) {
+            match object.get(column) {
+                None => {
+                    return Err((
+                        "missing_column",
+                        format!("column {column} is missing (send null for a missing value)"),
+                    ))
+                }
+                Some(value) => check_type(column, value, is_numerical)?,
+            }
+        }
+        if let Some(target) = &self.target {
+            if let Some(value) = object.get(target) {
+                check_type(target, value, true)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_type(column: &str, value: &Value, numerical: bool) -> Result<(), (&'static str, String)> {
+    let fits = match value {
+        Value::Null | Value::Number(_) => true,
+        Value::String(_) | Value::Bool(_) => !numerical,
+        Value::Array(_) | Value::Object(_) => false,
+    };
+    if fits {
+        return Ok(());
+    }
+    let expected = if numerical {
+        "a number or null"
+    } else {
+        "a string, number, boolean or null"
+    };
+    Err((
+        "wrong_type",
+        format!(
+            "column {column} must be {expected}, got {}",
+            describe(value)
+        ),
+    ))
 }
 
 /// Trip ids for objects that bring none: `live:<process start in ms>-<counter>`, unique across
@@ -229,6 +307,11 @@ pub fn validate(
             }
         },
     };
+    if let Some(columns) = &rules.columns {
+        columns
+            .check(&object)
+            .map_err(|(kind, problem)| reject(kind, input, problem))?;
+    }
     object.insert(TRIP_ID.to_owned(), Value::String(trip_id.clone()));
     object.insert(
         EVENT_TIME.to_owned(),
@@ -316,6 +399,7 @@ mod tests {
             event_time_field: "event_time".into(),
             time_column: "lpep_pickup_datetime".into(),
             fallback,
+            columns: None,
         }
     }
 
@@ -421,6 +505,53 @@ mod tests {
                 "{text}: {}",
                 rejection.reason
             );
+        }
+    }
+
+    #[test]
+    fn a_spec_requires_its_columns_with_their_types() {
+        let spec = Spec::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/specs/taxi.toml"),
+        )
+        .unwrap();
+        let rules = LiveRules {
+            columns: Some(SpecColumns::from(&spec)),
+            ..rules(TimeFallback::Reject)
+        };
+        let trip = |fare: &str, pickup_zone: &str| {
+            format!(
+                r#"{{"lpep_pickup_datetime":"2022-02-01T00:02:32","passenger_count":1,"trip_distance":2.5,"fare_amount":{fare},"total_amount":null,"PULocationID":{pickup_zone},"DOLocationID":75,"duration_min":12.5}}"#
+            )
+        };
+        let check = |text: &str| validate(&input(3, text), &rules, &mut ids());
+        check(&trip("7.5", "74")).unwrap();
+        check(&trip("7.5", "\"74\"")).unwrap();
+        let cases = [
+            (
+                trip("\"seven\"", "74"),
+                "wrong_type",
+                "line 3: column fare_amount must be a number or null, got a string",
+            ),
+            (
+                trip("7.5", "[74]"),
+                "wrong_type",
+                "line 3: column PULocationID must be a string, number, boolean or null, got an array",
+            ),
+            (
+                trip("7.5", "74").replace(r#""trip_distance":2.5,"#, ""),
+                "missing_column",
+                "line 3: column trip_distance is missing",
+            ),
+            (
+                trip("7.5", "74").replace("12.5", "\"long\""),
+                "wrong_type",
+                "line 3: column duration_min must be a number or null, got a string",
+            ),
+        ];
+        for (text, kind, reason) in cases {
+            let rejection = check(&text).unwrap_err();
+            assert_eq!(rejection.kind, kind, "{text}");
+            assert!(rejection.reason.starts_with(reason), "{}", rejection.reason);
         }
     }
 

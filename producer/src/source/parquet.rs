@@ -2,6 +2,10 @@
 //! name, plus `trip_id` and `event_time`, sorted by event time. Pure (no Kafka), so it is tested
 //! on the bundled files directly.
 //!
+//! With completions on, each trip also has a completion event (its ground truth), built from the
+//! completion-time column and the truth column or the trip's duration; `source::schedule` merges
+//! them with the trips.
+//!
 //! JSON cannot carry NaN or infinities: such float values are written as null, like missing ones.
 //! Timestamps with a time zone are written as their UTC wall time.
 
@@ -29,6 +33,30 @@ use crate::error::{Error, Result};
 /// Rows per decoded record batch.
 const BATCH_ROWS: usize = 8192;
 
+/// Field of a completion event holding the event time of the trip it completes: when the trip
+/// was published, and so predicted.
+pub const PREDICTION_TIME: &str = "prediction_time";
+/// Default field of a completion event holding the truth: the course's target.
+pub const DEFAULT_TRUTH_FIELD: &str = "duration_min";
+/// Completion-time columns looked for, after the time column with `pickup` replaced by
+/// `dropoff`, when none is named: TLC's green, yellow, high-volume and other FHV files.
+const DROPOFF_COLUMNS: [&str; 4] = [
+    "lpep_dropoff_datetime",
+    "tpep_dropoff_datetime",
+    "dropoff_datetime",
+    "dropOff_datetime",
+];
+
+/// How completion events are built.
+#[derive(Debug, Clone)]
+pub struct CompletionOptions {
+    /// Column holding the completion time; `None`: the file's dropoff column.
+    pub time_column: Option<String>,
+    /// Name of the truth field: the file's column of that name when it has one, otherwise the
+    /// duration in minutes.
+    pub truth_field: String,
+}
+
 /// Which rows of the file to replay.
 #[derive(Debug, Clone)]
 pub struct ReplayOptions {
@@ -40,6 +68,8 @@ pub struct ReplayOptions {
     pub to: Option<NaiveDateTime>,
     /// Keep only the first `limit` events after sorting and filtering.
     pub limit: Option<usize>,
+    /// Build a completion event for every trip; `None`: trips only.
+    pub completions: Option<CompletionOptions>,
 }
 
 /// Row counts of a loaded file.
@@ -53,6 +83,11 @@ pub struct LoadStats {
     pub outside_range: u64,
     /// Rows left out by `--limit`.
     pub over_limit: u64,
+    /// Replayed trips without a completion time (they get no completion event).
+    pub no_completion_time: u64,
+    /// Replayed trips whose completion time precedes their event time (their completion is
+    /// published before them).
+    pub early_completions: u64,
 }
 
 /// The events of one file, in event-time order, encoded on demand.
@@ -66,6 +101,24 @@ pub struct TripEvents {
     batches: Vec<Vec<Column>>,
     order: Vec<RowRef>,
     stats: LoadStats,
+    completions: Option<Completions>,
+}
+
+/// Where the completion events come from.
+struct Completions {
+    /// The completion-time column.
+    column: String,
+    index: usize,
+    /// The truth column; `None`: the duration in minutes.
+    truth: Option<usize>,
+    /// `"<truth field>":`, JSON-escaped.
+    truth_key: Vec<u8>,
+    /// Subsecond unit the duration is counted in before it is divided: nanoseconds when either
+    /// time column has them, otherwise microseconds (TLC's unit).
+    nanos: bool,
+    /// Completions that precede their trip's event time, as (completion time, trip position),
+    /// sorted: the only ones that cannot wait for their trip to be published.
+    early: Vec<(NaiveDateTime, usize)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -181,6 +234,27 @@ impl Column {
         value.map(Some).ok_or(None)
     }
 
+    /// The value as a number, for the truth column; `None` for null. Integers beyond 2^53 are
+    /// rounded.
+    fn number(&self, row: usize) -> Option<f64> {
+        if self.is_null(row) {
+            return None;
+        }
+        Some(match self {
+            Column::Int8(a) => a.value(row).into(),
+            Column::Int16(a) => a.value(row).into(),
+            Column::Int32(a) => a.value(row).into(),
+            Column::Int64(a) => a.value(row) as f64,
+            Column::UInt8(a) => a.value(row).into(),
+            Column::UInt16(a) => a.value(row).into(),
+            Column::UInt32(a) => a.value(row).into(),
+            Column::UInt64(a) => a.value(row) as f64,
+            Column::Float32(a) => a.value(row).into(),
+            Column::Float64(a) => a.value(row),
+            _ => return None,
+        })
+    }
+
     /// Appends the JSON value of `row`; `false` when a temporal value is out of range.
     fn write_json(&self, row: usize, out: &mut Vec<u8>) -> bool {
         if self.is_null(row) {
@@ -269,6 +343,136 @@ fn write_date(out: &mut Vec<u8>, value: Option<NaiveDate>) -> bool {
     }
 }
 
+/// Checks that a time column is a timestamp, a date or a string.
+fn check_time_type(path: &Path, schema: &Schema, index: usize) -> Result<()> {
+    let field = schema.field(index);
+    let time_type_ok = matches!(
+        field.data_type(),
+        DataType::Timestamp(_, _)
+            | DataType::Date32
+            | DataType::Utf8
+            | DataType::LargeUtf8
+            | DataType::Utf8View
+    );
+    if !time_type_ok {
+        return Err(Error::TimeColumnType {
+            path: path.to_owned(),
+            column: field.name().clone(),
+            data_type: field.data_type().clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Reads a time column's value at `row` (row `index` of the file); `None` for null.
+fn read_time(
+    path: &Path,
+    name: &str,
+    column: &Column,
+    row: usize,
+    index: u64,
+) -> Result<Option<NaiveDateTime>> {
+    column.timestamp(row).map_err(|bad| match bad {
+        Some(value) => Error::InvalidTimestamp {
+            path: path.to_owned(),
+            column: name.to_owned(),
+            row: index,
+            value,
+        },
+        None => Error::TimestampOutOfRange {
+            path: path.to_owned(),
+            column: name.to_owned(),
+            row: index,
+        },
+    })
+}
+
+/// Finds the completion-time and truth columns and checks their types.
+fn resolve_completions(
+    path: &Path,
+    schema: &Schema,
+    options: &ReplayOptions,
+    completions: &CompletionOptions,
+) -> Result<Completions> {
+    let column = match &completions.time_column {
+        Some(column) => column.clone(),
+        None => {
+            let mut candidates = Vec::new();
+            if options.time_column.contains("pickup") {
+                candidates.push(options.time_column.replace("pickup", "dropoff"));
+            }
+            for name in DROPOFF_COLUMNS {
+                if !candidates.iter().any(|c| c == name) {
+                    candidates.push(name.to_owned());
+                }
+            }
+            match candidates.iter().find(|c| schema.index_of(c).is_ok()) {
+                Some(found) => found.clone(),
+                None => {
+                    return Err(Error::NoCompletionColumn {
+                        path: path.to_owned(),
+                        candidates,
+                    })
+                }
+            }
+        }
+    };
+    let index = schema
+        .index_of(&column)
+        .map_err(|_| Error::MissingColumns {
+            path: path.to_owned(),
+            columns: vec![column.clone()],
+        })?;
+    check_time_type(path, schema, index)?;
+    let truth = schema.index_of(&completions.truth_field).ok();
+    if let Some(truth) = truth {
+        let data_type = schema.field(truth).data_type();
+        if !(data_type.is_numeric() || *data_type == DataType::Null) {
+            return Err(Error::TruthColumnType {
+                path: path.to_owned(),
+                column: completions.truth_field.clone(),
+                data_type: data_type.clone(),
+            });
+        }
+    }
+    let time_index = schema
+        .index_of(&options.time_column)
+        .expect("the time column was checked before");
+    let nanos = [time_index, index].iter().any(|&i| {
+        matches!(
+            schema.field(i).data_type(),
+            DataType::Timestamp(TimeUnit::Nanosecond, _)
+        )
+    });
+    let mut truth_key = Vec::new();
+    write_str(&mut truth_key, &completions.truth_field);
+    truth_key.push(b':');
+    Ok(Completions {
+        column,
+        index,
+        truth,
+        truth_key,
+        nanos,
+        early: Vec::new(),
+    })
+}
+
+/// `(completion - start)` in minutes as pandas computes `.total_seconds() / 60`: the whole
+/// difference in the subsecond unit (micro- or nanoseconds), divided by that unit's count per
+/// second, then by 60. For whole seconds (TLC data) every unit gives the same `f64`.
+pub fn duration_minutes(start: NaiveDateTime, completion: NaiveDateTime, nanos: bool) -> f64 {
+    let delta = completion - start;
+    let nanoseconds = if nanos { delta.num_nanoseconds() } else { None };
+    if let Some(ns) = nanoseconds {
+        return ns as f64 / 1e9 / 60.0;
+    }
+    match delta.num_microseconds() {
+        Some(us) => us as f64 / 1e6 / 60.0,
+        // More than 292,000 years apart: milliseconds are precise enough.
+        None => delta.num_milliseconds() as f64 / 1e3 / 60.0,
+    }
+}
+
 /// Checks that the required columns and the time column exist and that every column has a
 /// type events can carry.
 fn check_schema(path: &Path, schema: &Schema, options: &ReplayOptions) -> Result<usize> {
@@ -295,28 +499,14 @@ fn check_schema(path: &Path, schema: &Schema, options: &ReplayOptions) -> Result
     let time_index = schema
         .index_of(&options.time_column)
         .expect("the time column was checked above");
-    let time_type = schema.field(time_index).data_type();
-    let time_type_ok = matches!(
-        time_type,
-        DataType::Timestamp(_, _)
-            | DataType::Date32
-            | DataType::Utf8
-            | DataType::LargeUtf8
-            | DataType::Utf8View
-    );
-    if !time_type_ok {
-        return Err(Error::TimeColumnType {
-            path: path.to_owned(),
-            column: options.time_column.clone(),
-            data_type: time_type.clone(),
-        });
-    }
+    check_time_type(path, schema, time_index)?;
     Ok(time_index)
 }
 
 impl TripEvents {
     /// Reads the whole file, keeps the rows with an event time in `[from, to)`, sorts them by
-    /// event time (ties keep file order) and applies the limit.
+    /// event time (ties keep file order) and applies the limit. With completions, checks every
+    /// kept trip's completion time and notes the ones that precede their trip.
     pub fn load(path: &Path, options: &ReplayOptions) -> Result<Self> {
         let file = File::open(path).map_err(|source| Error::Open {
             path: path.to_owned(),
@@ -329,6 +519,11 @@ impl TripEvents {
         let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_error)?;
         let schema = builder.schema().clone();
         let time_index = check_schema(path, &schema, options)?;
+        let mut completions = options
+            .completions
+            .as_ref()
+            .map(|c| resolve_completions(path, &schema, options, c))
+            .transpose()?;
         let reader = builder
             .with_batch_size(BATCH_ROWS)
             .build()
@@ -376,21 +571,7 @@ impl TripEvents {
             let batch_index = batches.len() as u32;
             for row in 0..batch.num_rows() {
                 let index = stats.rows + row as u64;
-                let time = columns[time_index]
-                    .timestamp(row)
-                    .map_err(|bad| match bad {
-                        Some(value) => Error::InvalidTimestamp {
-                            path: path.to_owned(),
-                            column: options.time_column.clone(),
-                            row: index,
-                            value,
-                        },
-                        None => Error::TimestampOutOfRange {
-                            path: path.to_owned(),
-                            column: options.time_column.clone(),
-                            row: index,
-                        },
-                    })?;
+                let time = read_time(path, &options.time_column, &columns[time_index], row, index)?;
                 match time {
                     None => stats.null_event_time += 1,
                     Some(time)
@@ -416,6 +597,24 @@ impl TripEvents {
             stats.over_limit = order.len().saturating_sub(limit) as u64;
             order.truncate(limit);
         }
+        if let Some(completions) = &mut completions {
+            for (position, event) in order.iter().enumerate() {
+                let column = &batches[event.batch as usize][completions.index];
+                match read_time(
+                    path,
+                    &completions.column,
+                    column,
+                    event.row as usize,
+                    event.index,
+                )? {
+                    None => stats.no_completion_time += 1,
+                    Some(time) if time < event.time => completions.early.push((time, position)),
+                    Some(_) => {}
+                }
+            }
+            completions.early.sort_unstable();
+            stats.early_completions = completions.early.len() as u64;
+        }
         Ok(Self {
             path: path.to_owned(),
             id_prefix,
@@ -424,6 +623,7 @@ impl TripEvents {
             batches,
             order,
             stats,
+            completions,
         })
     }
 
@@ -449,17 +649,86 @@ impl TripEvents {
         self.order[i].time
     }
 
+    /// Whether completion events are built.
+    pub fn has_completions(&self) -> bool {
+        self.completions.is_some()
+    }
+
+    /// The column completion times are read from, when completions are on.
+    pub fn completion_column(&self) -> Option<&str> {
+        self.completions.as_ref().map(|c| c.column.as_str())
+    }
+
+    /// The completion time of the `i`-th event; `None` when it has none or completions are off.
+    pub fn completion_time(&self, i: usize) -> Option<NaiveDateTime> {
+        let completions = self.completions.as_ref()?;
+        let event = self.order[i];
+        let column = &self.batches[event.batch as usize][completions.index];
+        // Every kept row's value was read successfully by `load`.
+        column.timestamp(event.row as usize).ok().flatten()
+    }
+
+    /// Completions that precede their trip's event time, as (completion time, event index),
+    /// sorted; empty when completions are off.
+    pub fn early_completions(&self) -> &[(NaiveDateTime, usize)] {
+        self.completions.as_ref().map_or(&[], |c| &c.early)
+    }
+
+    /// The truth of the `i`-th event's completion: the truth column's value (`None` for null),
+    /// or the minutes from its event time to `completion`.
+    fn truth(&self, i: usize, completion: NaiveDateTime) -> Option<f64> {
+        let completions = self.completions.as_ref()?;
+        let event = self.order[i];
+        match completions.truth {
+            Some(column) => self.batches[event.batch as usize][column].number(event.row as usize),
+            None => Some(duration_minutes(event.time, completion, completions.nanos)),
+        }
+    }
+
+    fn write_key(&self, event: RowRef, key: &mut String) {
+        use std::fmt::Write as _;
+        key.clear();
+        key.push_str(&self.id_prefix);
+        write!(key, "{}", event.index).expect("writing into a String cannot fail");
+    }
+
+    /// Writes the completion event of the `i`-th event (key: its trip id), replacing the
+    /// buffers' contents: `{"trip_id", "event_time" (the completion time), "prediction_time"
+    /// (the trip's event time), <truth field>}`. `false` (buffers untouched) when the event
+    /// has no completion time or completions are off.
+    pub fn write_completion(&self, i: usize, key: &mut String, payload: &mut Vec<u8>) -> bool {
+        let (Some(completions), Some(completion)) =
+            (self.completions.as_ref(), self.completion_time(i))
+        else {
+            return false;
+        };
+        let event = self.order[i];
+        self.write_key(event, key);
+        payload.clear();
+        payload.extend_from_slice(b"{\"trip_id\":\"");
+        payload.extend_from_slice(key.as_bytes());
+        payload.extend_from_slice(b"\",\"event_time\":\"");
+        payload.extend_from_slice(format_timestamp(completion).as_bytes());
+        payload.extend_from_slice(b"\",\"prediction_time\":\"");
+        payload.extend_from_slice(format_timestamp(event.time).as_bytes());
+        payload.extend_from_slice(b"\",");
+        payload.extend_from_slice(&completions.truth_key);
+        match self.truth(i, completion) {
+            Some(truth) => write_f64(payload, truth),
+            None => payload.extend_from_slice(b"null"),
+        }
+        payload.push(b'}');
+        true
+    }
+
     /// Writes the `i`-th event's key (its trip id) and JSON payload, replacing the buffers'
     /// contents so they can be reused for every event.
     pub fn write_event(&self, i: usize, key: &mut String, payload: &mut Vec<u8>) -> Result<()> {
-        use std::fmt::Write as _;
         let event = self.order[i];
         let columns = &self.batches[event.batch as usize];
         let row = event.row as usize;
 
-        key.clear();
-        key.push_str(&self.id_prefix);
-        write!(key, "{}", event.index).expect("writing into a String cannot fail");
+        self.write_key(event, key);
 
         payload.clear();
         payload.push(b'{');
@@ -518,6 +787,7 @@ mod tests {
             from: None,
             to: None,
             limit: None,
+            completions: None,
         }
     }
 

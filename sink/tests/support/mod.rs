@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use chrono::{NaiveDateTime, Utc};
 use streamwatch_common::events::{
-    parse_timestamp, ColumnDrift, MetricRow, QuantileValue, WindowKey, WindowKind,
+    parse_timestamp, ColumnDrift, ColumnOutliers, MetricRow, QuantileValue, WindowKey, WindowKind,
 };
 use streamwatch_sink::service::MetricStore;
 use tokio_postgres::{Client, Config, NoTls};
@@ -166,6 +166,26 @@ pub fn daily_row(day: &str, revision: u32, prediction_drift: f64) -> MetricRow {
                 value: Some(30.0),
             },
         ],
+        outliers: vec![
+            outliers("prediction", Some(0.0125), 2_399),
+            outliers("fare_amount", Some(0.03), 2_399),
+        ],
         emitted_at: Utc::now(),
+    }
+}
+
+/// A column's outliers against a 1st..99th percentile range; `share` outside both ranges.
+pub fn outliers(column: &str, share: Option<f64>, values: u64) -> ColumnOutliers {
+    ColumnOutliers {
+        column: column.into(),
+        lower_quantile: 0.01,
+        upper_quantile: 0.99,
+        lower_bound: 2.5,
+        upper_bound: 70.0,
+        share_outside_quantiles: share,
+        iqr_lower_fence: -8.25,
+        iqr_upper_fence: 35.75,
+        share_outside_iqr: share.map(|s| s * 2.0),
+        values,
     }
 }

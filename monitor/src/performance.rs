@@ -1,0 +1,889 @@
+//! Model performance once the truth arrives: predictions (scored events) are joined by trip
+//! id with completion events (the actual target, published when the trip ends), in either
+//! order, in keyed state bounded by the label horizon. A prediction is labelled when its
+//! completion's event time is at most the label horizon after the prediction's (a later
+//! truth counts as an unmatched completion), whatever the arrival order or batching. A
+//! labelled row belongs to the window of its *prediction's* event time; a window's
+//! performance is reported once the watermark passes its end plus the label horizon, when
+//! every prediction of it is labelled or given up.
+//!
+//! Rows are kept per pane (as the drift panes are), so sliding windows merge panes and the
+//! sums run over the window's rows in numpy's pairwise order: the numbers equal
+//! scikit-learn's.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
+
+use rustc_hash::{FxHashMap, FxHasher};
+use streamwatch_common::events::{
+    LabelDelay, PerformanceStats, RegressionMetrics, SegmentPerformance,
+};
+use streamwatch_common::spec::{PerformanceSpec, SegmentSpec};
+use streamwatch_stats::{pairwise_sum, Distribution};
+
+use crate::window::WindowSpec;
+use crate::{MonitorError, Result};
+
+/// Segment value of events whose segment column is missing.
+pub const MISSING_SEGMENT: &str = "(missing)";
+/// Segment value of events whose column value the lookup table does not have.
+pub const UNMAPPED_SEGMENT: &str = "(unmapped)";
+
+/// Pending predictions and completions are expired in buckets of this much event time.
+const EXPIRY_BUCKET_US: i64 = 60 * 1_000_000;
+
+/// One segment dimension, ready to classify events.
+#[derive(Debug, Clone)]
+pub struct Segmenter {
+    pub name: String,
+    /// Index of the segment column among the monitor's counted columns.
+    pub column: usize,
+    /// Column value (as text) → segment name.
+    lookup: Option<FxHashMap<String, String>>,
+    /// Interned segment names; events carry their index.
+    names: Vec<String>,
+    ids: FxHashMap<String, u32>,
+}
+
+impl Segmenter {
+    /// `counted` are the monitor's counted columns (the segment column must be one).
+    pub fn new(spec: &SegmentSpec, counted: &[String]) -> Result<Self> {
+        let column = counted
+            .iter()
+            .position(|c| *c == spec.column)
+            .ok_or_else(|| {
+                MonitorError::Config(format!(
+                    "segment {:?}: column {:?} is not monitored",
+                    spec.name, spec.column
+                ))
+            })?;
+        let lookup = match &spec.lookup {
+            None => None,
+            Some(lookup) => Some(read_lookup(&lookup.path, &lookup.key, &lookup.value)?),
+        };
+        Ok(Self {
+            name: spec.name.clone(),
+            column,
+            lookup,
+            names: Vec::new(),
+            ids: FxHashMap::default(),
+        })
+    }
+
+    /// The segment of a column value (numbers as their shortest text: `74`, `2.5`).
+    pub fn classify(&mut self, value: Option<f64>) -> u32 {
+        let text = match value {
+            None => MISSING_SEGMENT.to_owned(),
+            Some(v) if v.fract() == 0.0 && v.abs() < 1e15 => format!("{}", v as i64),
+            Some(v) => format!("{v}"),
+        };
+        let name = match &self.lookup {
+            None => text,
+            Some(_) if value.is_none() => text,
+            Some(table) => table
+                .get(&text)
+                .cloned()
+                .unwrap_or_else(|| UNMAPPED_SEGMENT.to_owned()),
+        };
+        if let Some(id) = self.ids.get(&name) {
+            return *id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(name.clone());
+        self.ids.insert(name, id);
+        id
+    }
+
+    pub fn name_of(&self, id: u32) -> &str {
+        &self.names[id as usize]
+    }
+}
+
+/// Reads `key → value` from a CSV file with a header row.
+fn read_lookup(path: &str, key: &str, value: &str) -> Result<FxHashMap<String, String>> {
+    let fail = |reason: String| MonitorError::Config(format!("lookup table {path}: {reason}"));
+    let mut reader = csv::Reader::from_path(path).map_err(|e| fail(e.to_string()))?;
+    let headers = reader.headers().map_err(|e| fail(e.to_string()))?.clone();
+    let position = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| fail(format!("no column {name:?} (columns: {headers:?})")))
+    };
+    let (key_at, value_at) = (position(key)?, position(value)?);
+    let mut table = FxHashMap::default();
+    for record in reader.records() {
+        let record = record.map_err(|e| fail(e.to_string()))?;
+        if let (Some(k), Some(v)) = (record.get(key_at), record.get(value_at)) {
+            table.insert(k.to_owned(), v.to_owned());
+        }
+    }
+    Ok(table)
+}
+
+/// What performance needs of a scored event.
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    pub time_us: i64,
+    pub value: Option<f64>,
+    /// Segment id per dimension.
+    pub segments: Vec<u32>,
+}
+
+/// A completion event: the truth for one trip.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Completion {
+    pub time_us: i64,
+    /// The prediction's event time, as the completion states it.
+    pub prediction_time_us: i64,
+    pub truth: Option<f64>,
+}
+
+/// Where a message sits in its topic, to hold the consumer's commit position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Position {
+    /// 0: the scored topic, 1: the completions topic.
+    pub topic: u8,
+    pub partition: i32,
+}
+
+#[derive(Debug, Default)]
+struct PerfPane {
+    /// Predictions of the pane, overall and per (dimension, segment id).
+    predictions: u64,
+    segment_predictions: FxHashMap<(usize, u32), u64>,
+    truths: Vec<f64>,
+    predicted: Vec<f64>,
+    delays_s: Vec<f64>,
+    /// Segment ids of each labelled row, one vector per dimension.
+    segments: Vec<Vec<u32>>,
+    unmatched_completions: u64,
+    first_offsets: FxHashMap<Position, i64>,
+}
+
+impl PerfPane {
+    fn hold(&mut self, position: Position, offset: i64) {
+        let first = self.first_offsets.entry(position).or_insert(offset);
+        *first = (*first).min(offset);
+    }
+}
+
+#[derive(Debug)]
+struct PerfSpecState {
+    spec: WindowSpec,
+    panes: BTreeMap<i64, PerfPane>,
+    pending: BTreeSet<i64>,
+    revisions: BTreeMap<i64, u32>,
+}
+
+/// A prediction waiting for its truth (its pane holds its offset).
+#[derive(Debug, Clone)]
+struct WaitingPrediction {
+    prediction: Prediction,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct WaitingCompletion {
+    completion: Completion,
+    position: Position,
+    offset: i64,
+}
+
+/// A window's performance, ready to report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadyPerformance {
+    pub spec: WindowSpec,
+    pub start_us: i64,
+    pub revision: u32,
+    pub overall: PerformanceStats,
+    pub unmatched_completions: u64,
+    pub segments: Vec<SegmentPerformance>,
+    pub fairness_band: [f64; 2],
+    pub worst_segment: Option<String>,
+    pub worst_mae_ratio: Option<f64>,
+}
+
+/// The join of predictions with completions, and the performance panes.
+#[derive(Debug)]
+pub struct PerformanceOperator {
+    specs: Vec<PerfSpecState>,
+    horizon_us: i64,
+    settings: PerformanceSpec,
+    pub segmenters: Vec<Segmenter>,
+    predictions: FxHashMap<u64, WaitingPrediction>,
+    completions: FxHashMap<u64, WaitingCompletion>,
+    /// Ids to expire, by bucket of the time they expire after.
+    expiry: BTreeMap<i64, Vec<u64>>,
+    /// Completions dropped because their prediction's window was already reported and evicted.
+    pub late_completions: u64,
+}
+
+fn id_hash(id: &str) -> u64 {
+    let mut hasher = FxHasher::default();
+    id.hash(&mut hasher);
+    hasher.finish()
+}
+
+impl PerformanceOperator {
+    /// `horizon_us` is the label horizon: how long after a prediction its truth may come.
+    pub fn new(
+        specs: &[WindowSpec],
+        horizon_us: i64,
+        settings: PerformanceSpec,
+        segmenters: Vec<Segmenter>,
+    ) -> Self {
+        Self {
+            specs: specs
+                .iter()
+                .map(|spec| PerfSpecState {
+                    spec: *spec,
+                    panes: BTreeMap::new(),
+                    pending: BTreeSet::new(),
+                    revisions: BTreeMap::new(),
+                })
+                .collect(),
+            horizon_us,
+            settings,
+            segmenters,
+            predictions: FxHashMap::default(),
+            completions: FxHashMap::default(),
+            expiry: BTreeMap::new(),
+            late_completions: 0,
+        }
+    }
+
+    /// The segment ids of an event whose counted column values are `values`.
+    pub fn classify(&mut self, values: &[Option<f64>]) -> Vec<u32> {
+        self.segmenters
+            .iter_mut()
+            .map(|s| s.classify(values.get(s.column).copied().flatten()))
+            .collect()
+    }
+
+    fn closed(&self, spec: &WindowSpec, start: i64, watermark: i64) -> bool {
+        start
+            .saturating_add(spec.size_us)
+            .saturating_add(self.horizon_us)
+            <= watermark
+    }
+
+    /// A scored event. Returns false when every window it belongs to was already reported
+    /// and evicted (it is then not counted).
+    pub fn predict(
+        &mut self,
+        trip_id: &str,
+        prediction: Prediction,
+        position: Position,
+        offset: i64,
+        watermark: i64,
+    ) -> bool {
+        let time = prediction.time_us;
+        if !self.add_prediction(&prediction, position, offset, watermark) {
+            return false;
+        }
+        let id = id_hash(trip_id);
+        if let Some(waiting) = self.completions.remove(&id) {
+            self.join(
+                &prediction,
+                &waiting.completion,
+                waiting.position,
+                waiting.offset,
+            );
+        } else {
+            self.predictions
+                .insert(id, WaitingPrediction { prediction });
+            self.expire_after(time, id);
+        }
+        true
+    }
+
+    /// A completion event. Returns false when its prediction's windows are gone.
+    pub fn complete(
+        &mut self,
+        trip_id: &str,
+        completion: Completion,
+        position: Position,
+        offset: i64,
+        watermark: i64,
+    ) -> bool {
+        let id = id_hash(trip_id);
+        if let Some(waiting) = self.predictions.remove(&id) {
+            self.join(&waiting.prediction, &completion, position, offset);
+            return true;
+        }
+        let time = completion.prediction_time_us;
+        if self
+            .specs
+            .iter()
+            .all(|s| self.closed(&s.spec, s.spec.pane_start(time), watermark))
+        {
+            self.late_completions += 1;
+            return false;
+        }
+        // The truth came first (or its prediction never will): wait, holding the offset.
+        for state in &mut self.specs {
+            let pane = state.spec.pane_of(time);
+            state.panes.entry(pane).or_default().hold(position, offset);
+        }
+        self.completions.insert(
+            id,
+            WaitingCompletion {
+                completion,
+                position,
+                offset,
+            },
+        );
+        self.expire_after(time, id);
+        true
+    }
+
+    fn expire_after(&mut self, time_us: i64, id: u64) {
+        let bucket = (time_us.saturating_add(self.horizon_us)).div_euclid(EXPIRY_BUCKET_US);
+        self.expiry.entry(bucket).or_default().push(id);
+    }
+
+    fn add_prediction(
+        &mut self,
+        prediction: &Prediction,
+        position: Position,
+        offset: i64,
+        watermark: i64,
+    ) -> bool {
+        let horizon = self.horizon_us;
+        let mut counted = false;
+        for state in &mut self.specs {
+            let spec = state.spec;
+            let pane_index = spec.pane_of(prediction.time_us);
+            if spec
+                .pane_start(prediction.time_us)
+                .saturating_add(spec.size_us)
+                .saturating_add(horizon)
+                <= watermark
+            {
+                continue;
+            }
+            counted = true;
+            let pane = state.panes.entry(pane_index).or_default();
+            pane.predictions += 1;
+            for (dimension, segment) in prediction.segments.iter().enumerate() {
+                *pane
+                    .segment_predictions
+                    .entry((dimension, *segment))
+                    .or_default() += 1;
+            }
+            pane.hold(position, offset);
+            for start in spec.windows_of_pane(pane_index) {
+                state.pending.insert(start);
+            }
+        }
+        counted
+    }
+
+    /// Labels the prediction when the truth came within the label horizon of it (in event
+    /// time, so the outcome does not depend on how events are batched); a later truth
+    /// counts as an unmatched completion.
+    fn join(
+        &mut self,
+        prediction: &Prediction,
+        completion: &Completion,
+        position: Position,
+        offset: i64,
+    ) {
+        if completion.time_us - prediction.time_us <= self.horizon_us {
+            self.label(prediction, completion, position, offset);
+            return;
+        }
+        for state in &mut self.specs {
+            let pane_index = state.spec.pane_of(prediction.time_us);
+            if let Some(pane) = state.panes.get_mut(&pane_index) {
+                pane.unmatched_completions += 1;
+                pane.hold(position, offset);
+                for start in state.spec.windows_of_pane(pane_index) {
+                    state.pending.insert(start);
+                }
+            }
+        }
+    }
+
+    fn label(
+        &mut self,
+        prediction: &Prediction,
+        completion: &Completion,
+        position: Position,
+        offset: i64,
+    ) {
+        let (Some(predicted), Some(truth)) = (prediction.value, completion.truth) else {
+            return;
+        };
+        let delay_s = (completion.time_us - prediction.time_us) as f64 / 1e6;
+        let dimensions = self.segmenters.len();
+        for state in &mut self.specs {
+            let spec = state.spec;
+            let pane_index = spec.pane_of(prediction.time_us);
+            // The prediction's pane exists unless its windows were evicted meanwhile.
+            let Some(pane) = state.panes.get_mut(&pane_index) else {
+                continue;
+            };
+            pane.truths.push(truth);
+            pane.predicted.push(predicted);
+            pane.delays_s.push(delay_s);
+            pane.segments.resize_with(dimensions, Vec::new);
+            for (column, segment) in pane.segments.iter_mut().zip(&prediction.segments) {
+                column.push(*segment);
+            }
+            pane.hold(position, offset);
+            for start in spec.windows_of_pane(pane_index) {
+                state.pending.insert(start);
+            }
+        }
+    }
+
+    /// Forgets predictions and completions whose horizon the watermark passed, counting
+    /// completions that never met their prediction.
+    fn expire(&mut self, watermark: i64) {
+        let last = watermark.div_euclid(EXPIRY_BUCKET_US);
+        let due: Vec<i64> = self.expiry.range(..last).map(|(b, _)| *b).collect();
+        for bucket in due {
+            for id in self.expiry.remove(&bucket).unwrap_or_default() {
+                self.predictions.remove(&id);
+                if let Some(waiting) = self.completions.remove(&id) {
+                    let time = waiting.completion.prediction_time_us;
+                    for state in &mut self.specs {
+                        if let Some(pane) = state.panes.get_mut(&state.spec.pane_of(time)) {
+                            pane.unmatched_completions += 1;
+                            for start in state.spec.windows_of_pane(state.spec.pane_of(time)) {
+                                state.pending.insert(start);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Windows whose end plus the label horizon the watermark passed (or all pending ones
+    /// when `flush_all`), with their performance.
+    pub fn take_ready(&mut self, watermark: i64, flush_all: bool) -> Vec<ReadyPerformance> {
+        self.expire(watermark);
+        let horizon = self.horizon_us;
+        let mut ready = Vec::new();
+        for index in 0..self.specs.len() {
+            let spec = self.specs[index].spec;
+            let starts: Vec<i64> = self.specs[index]
+                .pending
+                .iter()
+                .copied()
+                .filter(|s| {
+                    flush_all || s.saturating_add(spec.size_us).saturating_add(horizon) <= watermark
+                })
+                .collect();
+            for start in starts {
+                self.specs[index].pending.remove(&start);
+                let Some(mut report) = self.window_report(index, start) else {
+                    continue;
+                };
+                let revision = self.specs[index].revisions.entry(start).or_insert(0);
+                *revision += 1;
+                report.revision = *revision;
+                ready.push(report);
+            }
+        }
+        ready
+    }
+
+    fn window_report(&self, index: usize, start: i64) -> Option<ReadyPerformance> {
+        let state = &self.specs[index];
+        let spec = state.spec;
+        let first = spec.pane_of(start);
+        let panes: Vec<&PerfPane> = state
+            .panes
+            .range(first..first + spec.size_us / spec.step_us)
+            .map(|(_, p)| p)
+            .collect();
+        let predictions: u64 = panes.iter().map(|p| p.predictions).sum();
+        let unmatched: u64 = panes.iter().map(|p| p.unmatched_completions).sum();
+        if predictions == 0 && unmatched == 0 {
+            return None;
+        }
+        let rows = Rows::gather(&panes, None);
+        let overall = rows.stats(predictions, 1);
+        let overall_metrics = overall.metrics.clone();
+        let mut segments = Vec::new();
+        for (dimension, segmenter) in self.segmenters.iter().enumerate() {
+            let mut ids: BTreeMap<&str, u32> = BTreeMap::new();
+            for pane in &panes {
+                for (d, id) in pane.segment_predictions.keys() {
+                    if *d == dimension {
+                        ids.insert(segmenter.name_of(*id), *id);
+                    }
+                }
+            }
+            for (name, id) in ids {
+                let predictions = panes
+                    .iter()
+                    .map(|p| {
+                        p.segment_predictions
+                            .get(&(dimension, id))
+                            .copied()
+                            .unwrap_or(0)
+                    })
+                    .sum();
+                let rows = Rows::gather(&panes, Some((dimension, id)));
+                let labelled = rows.truths.len() as u64;
+                let too_small = labelled < self.settings.min_segment_rows.max(1);
+                let stats = rows.stats(predictions, self.settings.min_segment_rows.max(1));
+                let ratio = |part: Option<f64>, whole: Option<f64>| match (part, whole) {
+                    (Some(p), Some(w)) if w != 0.0 => Some(p / w),
+                    _ => None,
+                };
+                let (mae, bias) = match (&stats.metrics, &overall_metrics) {
+                    (Some(s), Some(o)) => (
+                        ratio(Some(s.mae), Some(o.mae)),
+                        ratio(Some(s.mean_error), Some(o.mean_error)),
+                    ),
+                    _ => (None, None),
+                };
+                let [low, high] = self.settings.fairness_band;
+                segments.push(SegmentPerformance {
+                    dimension: segmenter.name.clone(),
+                    value: name.to_owned(),
+                    stats,
+                    too_small,
+                    mae_ratio: mae,
+                    bias_ratio: bias,
+                    unfair: mae.is_some_and(|r| r < low || r > high),
+                });
+            }
+        }
+        let worst = segments
+            .iter()
+            .filter_map(|s| s.mae_ratio.map(|r| (s, r)))
+            .max_by(|(_, a), (_, b)| unfairness(*a).total_cmp(&unfairness(*b)));
+        Some(ReadyPerformance {
+            spec,
+            start_us: start,
+            revision: 0,
+            overall,
+            unmatched_completions: unmatched,
+            fairness_band: self.settings.fairness_band,
+            worst_segment: worst.map(|(s, _)| format!("{}={}", s.dimension, s.value)),
+            worst_mae_ratio: worst.map(|(_, r)| r),
+            segments,
+        })
+    }
+
+    /// Drops panes and revisions of windows the watermark passed beyond the label horizon.
+    pub fn evict(&mut self, watermark: i64) {
+        let horizon = self.horizon_us;
+        for state in &mut self.specs {
+            let spec = state.spec;
+            let closed = |start: i64| {
+                start.saturating_add(spec.size_us).saturating_add(horizon) <= watermark
+            };
+            // A pane is needed while its last window (the one starting at the pane) is open.
+            state.panes.retain(|pane, _| !closed(pane * spec.step_us));
+            state.revisions.retain(|start, _| !closed(*start));
+        }
+    }
+
+    /// Lowest offset any kept pane still needs at `position`, or `next` when none does.
+    pub fn commit_position(&self, position: Position, next: i64) -> i64 {
+        self.specs
+            .iter()
+            .flat_map(|s| s.panes.values())
+            .filter_map(|pane| pane.first_offsets.get(&position).copied())
+            .min()
+            .map_or(next, |lowest| lowest.min(next))
+    }
+
+    /// Predictions waiting for their truth, and completions waiting for their prediction.
+    pub fn waiting(&self) -> (usize, usize) {
+        (self.predictions.len(), self.completions.len())
+    }
+
+    /// Panes held in memory.
+    pub fn panes(&self) -> usize {
+        self.specs.iter().map(|s| s.panes.len()).sum()
+    }
+}
+
+/// How far a ratio is from 1, symmetric in r and 1/r.
+fn unfairness(ratio: f64) -> f64 {
+    if ratio <= 0.0 {
+        f64::INFINITY
+    } else {
+        ratio.max(1.0 / ratio)
+    }
+}
+
+/// Labelled rows of a window (or of one segment of it), in pane order.
+#[derive(Debug, Default)]
+struct Rows {
+    truths: Vec<f64>,
+    predicted: Vec<f64>,
+    delays_s: Vec<f64>,
+}
+
+impl Rows {
+    fn gather(panes: &[&PerfPane], segment: Option<(usize, u32)>) -> Self {
+        let mut rows = Rows::default();
+        for pane in panes {
+            for i in 0..pane.truths.len() {
+                if let Some((dimension, id)) = segment {
+                    if pane.segments.get(dimension).and_then(|s| s.get(i)) != Some(&id) {
+                        continue;
+                    }
+                }
+                rows.truths.push(pane.truths[i]);
+                rows.predicted.push(pane.predicted[i]);
+                rows.delays_s.push(pane.delays_s[i]);
+            }
+        }
+        rows
+    }
+
+    /// Metrics when there are at least `min_rows` labelled rows.
+    fn stats(&self, predictions: u64, min_rows: u64) -> PerformanceStats {
+        let labelled = self.truths.len() as u64;
+        let measured = labelled >= min_rows && labelled > 0;
+        PerformanceStats {
+            predictions,
+            labelled_rows: labelled,
+            metrics: measured.then(|| regression_metrics(&self.truths, &self.predicted)),
+            label_delay: measured.then(|| label_delay(&self.delays_s)),
+        }
+    }
+}
+
+fn mean(values: &[f64]) -> f64 {
+    pairwise_sum(values) / values.len() as f64
+}
+
+/// scikit-learn's regression metrics (numpy's pairwise sums over the rows in order), with
+/// the error as prediction − target.
+pub fn regression_metrics(truths: &[f64], predicted: &[f64]) -> RegressionMetrics {
+    let errors: Vec<f64> = predicted.iter().zip(truths).map(|(p, t)| p - t).collect();
+    let absolute: Vec<f64> = errors.iter().map(|e| e.abs()).collect();
+    let squared: Vec<f64> = truths
+        .iter()
+        .zip(predicted)
+        .map(|(t, p)| (t - p) * (t - p))
+        .collect();
+    let percentage: Vec<f64> = truths
+        .iter()
+        .zip(&absolute)
+        .filter(|(t, _)| **t != 0.0)
+        .map(|(t, a)| a / t.abs())
+        .collect();
+    let mse = mean(&squared);
+    let truth_mean = mean(truths);
+    let deviations: Vec<f64> = truths
+        .iter()
+        .map(|t| (t - truth_mean) * (t - truth_mean))
+        .collect();
+    let total = pairwise_sum(&deviations);
+    let residual = pairwise_sum(&squared);
+    RegressionMetrics {
+        mae: mean(&absolute),
+        rmse: mse.sqrt(),
+        mape: (!percentage.is_empty()).then(|| mean(&percentage)),
+        mape_rows: percentage.len() as u64,
+        r2: (truths.len() >= 2 && total != 0.0).then(|| 1.0 - residual / total),
+        mean_error: mean(&errors),
+    }
+}
+
+fn label_delay(delays_s: &[f64]) -> LabelDelay {
+    let distribution = Distribution::from_values(delays_s);
+    LabelDelay {
+        mean_seconds: mean(delays_s),
+        p50_seconds: distribution.quantile_linear(0.5),
+        p95_seconds: distribution.quantile_linear(0.95),
+        max_seconds: delays_s.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINUTE: i64 = 60 * 1_000_000;
+    const HOUR: i64 = 60 * MINUTE;
+
+    fn operator(specs: &[&str], min_rows: u64) -> PerformanceOperator {
+        let specs: Vec<WindowSpec> = specs
+            .iter()
+            .map(|s| WindowSpec::parse(s).unwrap())
+            .collect();
+        let settings = PerformanceSpec {
+            min_segment_rows: min_rows,
+            fairness_band: [0.8, 1.25],
+        };
+        let segmenter = Segmenter {
+            name: "zone".into(),
+            column: 1,
+            lookup: None,
+            names: Vec::new(),
+            ids: FxHashMap::default(),
+        };
+        PerformanceOperator::new(&specs, 2 * HOUR, settings, vec![segmenter])
+    }
+
+    const SCORED: Position = Position {
+        topic: 0,
+        partition: 0,
+    };
+    const DONE: Position = Position {
+        topic: 1,
+        partition: 0,
+    };
+
+    fn predict(op: &mut PerformanceOperator, id: &str, time: i64, value: f64, zone: f64) {
+        let segments = op.classify(&[Some(value), Some(zone)]);
+        let prediction = Prediction {
+            time_us: time,
+            value: Some(value),
+            segments,
+        };
+        assert!(op.predict(id, prediction, SCORED, time / MINUTE, i64::MIN));
+    }
+
+    fn complete(op: &mut PerformanceOperator, id: &str, at: i64, predicted_at: i64, truth: f64) {
+        let completion = Completion {
+            time_us: at,
+            prediction_time_us: predicted_at,
+            truth: Some(truth),
+        };
+        assert!(op.complete(id, completion, DONE, at / MINUTE, i64::MIN));
+    }
+
+    #[test]
+    fn metrics_equal_the_textbook_formulas() {
+        let truths = [10.0, 12.0, 0.0, 30.0];
+        let predicted = [11.0, 10.0, 1.0, 27.0];
+        let m = regression_metrics(&truths, &predicted);
+        assert_eq!(m.mae, (1.0 + 2.0 + 1.0 + 3.0) / 4.0);
+        assert_eq!(m.rmse, ((1.0 + 4.0 + 1.0 + 9.0) / 4.0f64).sqrt());
+        assert_eq!(m.mean_error, (1.0 - 2.0 + 1.0 - 3.0) / 4.0);
+        assert_eq!(m.mape_rows, 3);
+        assert_eq!(m.mape, Some((0.1 + 2.0 / 12.0 + 0.1) / 3.0));
+        let mean = 13.0;
+        let total: f64 = truths.iter().map(|t| (t - mean) * (t - mean)).sum();
+        assert_eq!(m.r2, Some(1.0 - 15.0 / total));
+        assert_eq!(regression_metrics(&[5.0], &[4.0]).r2, None);
+        assert_eq!(regression_metrics(&[0.0, 0.0], &[1.0, 2.0]).mape, None);
+    }
+
+    #[test]
+    fn predictions_and_completions_join_in_either_order() {
+        let mut op = operator(&["1h"], 1);
+        predict(&mut op, "a", 10 * MINUTE, 12.0, 74.0);
+        complete(&mut op, "a", 25 * MINUTE, 10 * MINUTE, 15.0);
+        // The truth first: a trip whose dropoff is recorded before its pickup.
+        complete(&mut op, "b", 5 * MINUTE, 20 * MINUTE, 8.0);
+        predict(&mut op, "b", 20 * MINUTE, 10.0, 75.0);
+        predict(&mut op, "c", 30 * MINUTE, 7.0, 74.0); // never completed
+        assert_eq!(op.waiting(), (1, 0));
+
+        // Not before the end of the window plus the label horizon.
+        assert!(op.take_ready(3 * HOUR - 1, false).is_empty());
+        let ready = op.take_ready(3 * HOUR, false);
+        assert_eq!(ready.len(), 1);
+        let report = &ready[0];
+        assert_eq!((report.start_us, report.revision), (0, 1));
+        assert_eq!(report.overall.predictions, 3);
+        assert_eq!(report.overall.labelled_rows, 2);
+        let metrics = report.overall.metrics.as_ref().unwrap();
+        assert_eq!(metrics.mae, 2.5);
+        assert_eq!(metrics.mean_error, (-3.0 + 2.0) / 2.0);
+        let delay = report.overall.label_delay.as_ref().unwrap();
+        assert_eq!(delay.max_seconds, 15.0 * 60.0);
+        assert_eq!(delay.mean_seconds, (15.0 * 60.0 - 15.0 * 60.0) / 2.0);
+
+        let zones: Vec<(&str, u64, u64)> = report
+            .segments
+            .iter()
+            .map(|s| (s.value.as_str(), s.stats.predictions, s.stats.labelled_rows))
+            .collect();
+        assert_eq!(zones, [("74", 2, 1), ("75", 1, 1)]);
+        assert_eq!(report.segments[0].mae_ratio, Some(3.0 / 2.5));
+        assert!(!report.segments[0].unfair);
+        assert_eq!(report.segments[1].mae_ratio, Some(2.0 / 2.5));
+        assert_eq!(report.worst_mae_ratio, Some(0.8));
+        assert_eq!(report.worst_segment.as_deref(), Some("zone=75"));
+    }
+
+    #[test]
+    fn small_segments_are_reported_without_metrics() {
+        let mut op = operator(&["1h"], 2);
+        predict(&mut op, "a", MINUTE, 12.0, 74.0);
+        predict(&mut op, "b", 2 * MINUTE, 12.0, 74.0);
+        predict(&mut op, "c", 3 * MINUTE, 12.0, 75.0);
+        for (id, at) in [("a", 1), ("b", 2), ("c", 3)] {
+            complete(&mut op, id, (at + 10) * MINUTE, at * MINUTE, 10.0);
+        }
+        let report = op.take_ready(3 * HOUR, false).remove(0);
+        let small = &report.segments[1];
+        assert_eq!((small.value.as_str(), small.too_small), ("75", true));
+        assert_eq!(small.stats.labelled_rows, 1);
+        assert_eq!(small.stats.metrics, None);
+        assert_eq!(small.mae_ratio, None);
+        assert!(!report.segments[0].too_small);
+    }
+
+    #[test]
+    fn sliding_windows_merge_panes_and_unmatched_completions_are_counted() {
+        let mut op = operator(&["2h/1h"], 1);
+        predict(&mut op, "a", 10 * MINUTE, 12.0, 74.0);
+        complete(&mut op, "a", 20 * MINUTE, 10 * MINUTE, 10.0);
+        predict(&mut op, "b", HOUR + 10 * MINUTE, 12.0, 74.0);
+        complete(&mut op, "b", HOUR + 20 * MINUTE, HOUR + 10 * MINUTE, 16.0);
+        complete(
+            &mut op,
+            "ghost",
+            HOUR + 30 * MINUTE,
+            HOUR + 5 * MINUTE,
+            16.0,
+        );
+        let ready = op.take_ready(10 * HOUR, false);
+        let by_start: Vec<(i64, u64, u64, f64)> = ready
+            .iter()
+            .map(|r| {
+                (
+                    r.start_us / HOUR,
+                    r.overall.labelled_rows,
+                    r.unmatched_completions,
+                    r.overall.metrics.as_ref().unwrap().mae,
+                )
+            })
+            .collect();
+        assert_eq!(by_start, [(-1, 1, 0, 2.0), (0, 2, 1, 3.0), (1, 1, 1, 4.0)]);
+        op.evict(10 * HOUR);
+        assert_eq!(op.panes(), 0);
+        assert_eq!(op.waiting(), (0, 0));
+    }
+
+    #[test]
+    fn a_truth_after_the_label_horizon_does_not_label() {
+        let mut op = operator(&["1h"], 1);
+        predict(&mut op, "a", 10 * MINUTE, 12.0, 74.0);
+        complete(&mut op, "a", 10 * MINUTE + 2 * HOUR + 1, 10 * MINUTE, 10.0);
+        predict(&mut op, "b", 20 * MINUTE, 12.0, 74.0);
+        complete(&mut op, "b", 20 * MINUTE + 2 * HOUR, 20 * MINUTE, 10.0);
+        let report = op.take_ready(4 * HOUR, false).remove(0);
+        assert_eq!(report.overall.labelled_rows, 1);
+        assert_eq!(report.unmatched_completions, 1);
+    }
+
+    #[test]
+    fn panes_hold_the_offsets_of_both_topics() {
+        let mut op = operator(&["1h"], 1);
+        predict(&mut op, "a", 10 * MINUTE, 12.0, 74.0);
+        complete(&mut op, "a", 40 * MINUTE, 10 * MINUTE, 10.0);
+        assert_eq!(op.commit_position(SCORED, 99), 10);
+        assert_eq!(op.commit_position(DONE, 99), 40);
+        op.take_ready(3 * HOUR, false);
+        op.evict(3 * HOUR);
+        assert_eq!(op.commit_position(SCORED, 99), 99);
+    }
+}

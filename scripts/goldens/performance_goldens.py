@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Golden model-performance values for February 2022: per pickup day, the regression metrics
+of the trips whose truth (the duration) arrives within the label horizon, computed with
+scikit-learn, and per pickup borough (TLC zone lookup) the same.
+
+The monitor labels a prediction when its completion's event time (the dropoff) is at most the
+label horizon after the prediction's (the pickup): here 3 hours, the monitor's default.
+Error = prediction - target; MAPE over rows whose target is not zero, as a fraction.
+
+    scripts/goldens/make_goldens.sh --only performance
+"""
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import sklearn
+from sklearn.metrics import (
+    mean_absolute_error,
+    mean_absolute_percentage_error,
+    mean_squared_error,
+    r2_score,
+)
+
+sys.path.insert(0, "scripts/goldens")
+from evidently_goldens import generator_info, load_model, score, write_json  # noqa: E402
+
+CURRENT = "data/green_tripdata_2022-02.parquet"
+MODEL = "models/trip-duration-linear.json"
+LOOKUP = "data/taxi_zone_lookup.csv"
+HORIZON_MINUTES = 180.0
+MIN_SEGMENT_ROWS = 30
+
+
+def metrics(truth: np.ndarray, predicted: np.ndarray) -> dict:
+    nonzero = truth != 0
+    return {
+        "mae": mean_absolute_error(truth, predicted),
+        "rmse": float(np.sqrt(mean_squared_error(truth, predicted))),
+        "mape": mean_absolute_percentage_error(truth[nonzero], predicted[nonzero])
+        if nonzero.any()
+        else None,
+        "mape_rows": int(nonzero.sum()),
+        "r2": r2_score(truth, predicted) if len(truth) >= 2 else None,
+        "mean_error": float(np.mean(predicted - truth)),
+    }
+
+
+def main() -> None:
+    raw = pd.read_parquet(CURRENT)
+    month = datetime(2022, 2, 1)
+    raw = raw[(raw.lpep_pickup_datetime >= month) & (raw.lpep_pickup_datetime < datetime(2022, 3, 1))]
+    model = load_model(MODEL)
+    raw = raw.assign(prediction=score(raw, model))
+    duration = (raw.lpep_dropoff_datetime - raw.lpep_pickup_datetime).dt.total_seconds() / 60
+    raw = raw.assign(duration_min=duration)
+    zones = pd.read_csv(LOOKUP)
+    boroughs = dict(zip(zones.LocationID.astype(str), zones.Borough))
+    raw = raw.assign(
+        pickup_borough=raw.PULocationID.map(
+            lambda v: "(missing)" if pd.isna(v) else boroughs.get(str(int(v)), "(unmapped)")
+        )
+    )
+    cases = []
+    for day in range(28):
+        start = month + timedelta(days=day)
+        window = raw[(raw.lpep_pickup_datetime >= start) & (raw.lpep_pickup_datetime < start + timedelta(days=1))]
+        labelled = window[window.duration_min <= HORIZON_MINUTES]
+        expected = {
+            "predictions": len(window),
+            "labelled_rows": len(labelled),
+            **metrics(labelled.duration_min.to_numpy(), labelled.prediction.to_numpy()),
+            "segments": {},
+        }
+        for borough, part in window.groupby("pickup_borough"):
+            rows = part[part.duration_min <= HORIZON_MINUTES]
+            entry = {"predictions": len(part), "labelled_rows": len(rows)}
+            if len(rows) >= MIN_SEGMENT_ROWS:
+                entry.update(metrics(rows.duration_min.to_numpy(), rows.prediction.to_numpy()))
+            expected["segments"][borough] = entry
+        cases.append({"start": start.strftime("%Y-%m-%dT%H:%M:%S"), "expected": expected})
+    write_json(
+        "tests/golden/feb-2022-performance.json",
+        {
+            "description": "Regression metrics per pickup day of February 2022 (trips labelled within "
+            "3 h of pickup), overall and per pickup borough (segments with at least 30 labelled "
+            "rows), from scikit-learn.",
+            "generator": {**generator_info(), "scikit-learn": sklearn.__version__},
+            "current": CURRENT,
+            "model": MODEL,
+            "lookup": LOOKUP,
+            "label_horizon_minutes": HORIZON_MINUTES,
+            "cases": cases,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
