@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # One image with the four streamwatch binaries (producer, scorer, monitor, sink), the bundled TLC
-# data and the model; docker-compose.yml picks the binary per service.
+# data, the zone lookup, the reference data, the model and the monitoring specs;
+# docker-compose.yml picks the binary per service.
 
 # ---- build ------------------------------------------------------------------------------------
 FROM rust:1-bookworm AS builder
@@ -24,8 +25,12 @@ RUN apt-get update \
  && useradd --system --uid 10001 --home-dir /app streamwatch
 WORKDIR /app
 COPY --from=builder /out/ /usr/local/bin/
+# Read at run time, relative to /app: the replayed month, data/reference.parquet and
+# data/taxi_zone_lookup.csv (named by the spec), the model, and the specs (their paths are
+# relative to the spec file: examples/specs/../../data/...).
 COPY data/ /app/data/
 COPY models/ /app/models/
+COPY examples/specs/ /app/examples/specs/
 USER streamwatch
 ENV RUST_LOG=info \
     ADMIN_ADDR=0.0.0.0:9000

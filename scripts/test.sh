@@ -22,5 +22,9 @@ export KAFKA_BROKERS DATABASE_URL
 step "build the four binaries (the end-to-end test runs them as processes)"
 cargo build --workspace --bins --locked
 
+step "headless Chromium (Debian's package) for the report test"
+CHROMIUM="$(bash scripts/chromium.sh)"
+export CHROMIUM
+
 step "cargo test"
 cargo test --workspace --locked --no-fail-fast

@@ -139,6 +139,25 @@ pub struct ColumnOutliers {
     pub values: u64,
 }
 
+/// A linear model feature's contributions in one window: `coefficient × (x − reference_mean)`
+/// with a missing `x` as 0 (the scorer's rule).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureContribution {
+    pub feature: String,
+    pub coefficient: f64,
+    /// Mean of the feature over the reference (missing as 0).
+    pub reference_mean: f64,
+    /// `None` when the window has no rows.
+    pub mean_contribution: Option<f64>,
+    pub mean_abs_contribution: Option<f64>,
+    pub reference_mean_abs_contribution: f64,
+    /// Normed Wasserstein distance of the window's contributions from the reference's.
+    pub drift_score: Option<f64>,
+    /// `drift_score >= 0.1`, Evidently's default for the test.
+    pub drift_detected: bool,
+    pub rows: u64,
+}
+
 /// Everything a monitor reports for one window; the sink upserts it by `window`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricRow {
@@ -161,6 +180,9 @@ pub struct MetricRow {
     /// reference's range; absent in rows from monitors that predate it.
     #[serde(default)]
     pub outliers: Vec<ColumnOutliers>,
+    /// Per model feature, its contributions (`monitor --model`); empty without a model.
+    #[serde(default)]
+    pub contributions: Vec<FeatureContribution>,
     pub emitted_at: DateTime<Utc>,
 }
 
@@ -286,6 +308,10 @@ pub struct PerformanceReport {
     /// The measured segment whose MAE ratio is farthest from 1 (by max(r, 1/r)).
     pub worst_segment: Option<String>,
     pub worst_mae_ratio: Option<f64>,
+    /// The labelled rows' errors (prediction − target) outside the reference errors' quantile
+    /// range and IQR fences; `None` when the reference has no target.
+    #[serde(default)]
+    pub error_outliers: Option<ColumnOutliers>,
     pub emitted_at: DateTime<Utc>,
 }
 
@@ -434,6 +460,7 @@ mod tests {
                 share_outside_iqr: None,
                 values: 3,
             }],
+            contributions: vec![],
             emitted_at: Utc::now(),
         };
         let json = serde_json::to_string(&row).unwrap();

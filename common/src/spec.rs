@@ -58,6 +58,21 @@ pub struct Spec {
     /// Alert rules on the metrics of one window shape.
     #[serde(default)]
     pub alerts: Vec<AlertSpec>,
+    /// The monitored model, for per-feature contributions (explainability).
+    #[serde(default)]
+    pub model: Option<ModelSpec>,
+}
+
+/// A linear model: the scorer's JSON file, or an ONNX linear or logistic regression exported
+/// from scikit-learn.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// Relative to the spec file.
+    pub path: String,
+    /// The columns feeding the model's input, in order (ONNX models do not name them).
+    #[serde(default)]
+    pub features: Option<Vec<String>>,
 }
 
 /// An alert rule: fires when `for_windows` consecutive windows of `window` have `metric` `op`
@@ -188,6 +203,9 @@ impl Spec {
             spec.reference.path = relative(&spec.reference.path);
             for lookup in spec.segments.iter_mut().filter_map(|s| s.lookup.as_mut()) {
                 lookup.path = relative(&lookup.path);
+            }
+            if let Some(model) = spec.model.as_mut() {
+                model.path = relative(&model.path);
             }
         }
         Ok(spec)

@@ -261,6 +261,7 @@ mod tests {
             columns: vec![],
             quantiles: vec![],
             outliers: vec![],
+            contributions: vec![],
             emitted_at: Utc::now(),
         }
     }

@@ -7,7 +7,7 @@ use chrono::NaiveDateTime;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch, StructArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{
-    DataType, Int64Type, Schema, TimeUnit, TimestampMicrosecondType,
+    DataType, Float64Type, Int64Type, Schema, TimeUnit, TimestampMicrosecondType,
 };
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use streamwatch_common::events::format_timestamp;
@@ -311,4 +311,38 @@ pub async fn reference_from_parquet(
         .filter(|d| d.row_count > 0)
         .ok_or_else(|| reference_error("has no rows".to_owned()))?;
     Ok(data.columns.into_iter().map(ReferenceColumn::new).collect())
+}
+
+/// The model's errors (prediction − target) over the reference rows that have both, for the
+/// outliers of the errors; `None` when the reference is a stored profile or lacks the target.
+pub async fn reference_errors(
+    path: &str,
+    prediction: &str,
+    target: &str,
+) -> Result<Option<streamwatch_stats::Distribution>> {
+    if crate::profile::is_profile(path)? {
+        return Ok(None);
+    }
+    let ctx = SessionContext::new();
+    ctx.register_parquet("data", path, ParquetReadOptions::default())
+        .await
+        .map_err(|e| MonitorError::Reference {
+            path: path.to_owned(),
+            reason: format!("cannot be read as Parquet: {e}"),
+        })?;
+    let schema: Schema = ctx.table("data").await?.schema().as_arrow().clone();
+    if schema.field_with_name(target).is_err() || schema.field_with_name(prediction).is_err() {
+        return Ok(None);
+    }
+    let sql = format!(
+        "SELECT CAST(\"{prediction}\" AS DOUBLE) - CAST(\"{target}\" AS DOUBLE) AS error \
+         FROM data WHERE \"{prediction}\" IS NOT NULL AND \"{target}\" IS NOT NULL"
+    );
+    let batches = ctx.sql(&sql).await?.collect().await?;
+    let mut errors = Vec::new();
+    for batch in &batches {
+        let column = batch.column(0).as_primitive::<Float64Type>();
+        errors.extend(column.iter().flatten().filter(|e| e.is_finite()));
+    }
+    Ok(Some(streamwatch_stats::Distribution::from_values(&errors)))
 }

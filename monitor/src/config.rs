@@ -8,8 +8,8 @@ use streamwatch_common::telemetry::AdminArgs;
 
 use crate::mapping::{ColumnMapping, MappingArgs};
 use crate::spec::Spec;
-use crate::Result;
-use streamwatch_common::spec::{AlertSpec, PerformanceSpec, SegmentSpec};
+use crate::{MonitorError, Result};
+use streamwatch_common::spec::{AlertSpec, ModelSpec, PerformanceSpec, SegmentSpec};
 
 /// Computes drift, data-quality and quantile metrics of scored events per event-time
 /// window, against a reference data set, as Evidently's legacy report does.
@@ -50,6 +50,16 @@ pub struct MonitoredArgs {
         default_value = "data/reference.parquet"
     )]
     pub reference: String,
+
+    /// The monitored model (the scorer's JSON, or an ONNX linear/logistic regression from
+    /// scikit-learn) for per-feature contributions; without it none are reported. A spec's
+    /// `[model]` replaces it.
+    #[arg(long, env = "MONITOR_MODEL")]
+    pub model: Option<PathBuf>,
+
+    /// Columns feeding an ONNX model's input, in order, comma-separated.
+    #[arg(long, env = "MONITOR_MODEL_FEATURES", value_delimiter = ',')]
+    pub model_features: Vec<String>,
 }
 
 /// Options of `monitor run`.
@@ -183,11 +193,36 @@ pub struct Resolved {
     pub segments: Vec<SegmentSpec>,
     pub performance: PerformanceSpec,
     pub alerts: Vec<AlertSpec>,
+    pub model: Option<ModelSpec>,
+}
+
+/// A linear model's features with their coefficients: the scorer's JSON model, or an ONNX
+/// linear or logistic regression (run through tract when loaded).
+fn model_terms(path: &std::path::Path, features: Option<&[String]>) -> Result<Vec<(String, f64)>> {
+    let terms = streamwatch_scorer::load_linear_terms(path, features)
+        .map_err(|e| MonitorError::Config(format!("model {}: {e}", path.display())))?;
+    Ok(terms.features.into_iter().zip(terms.coefficients).collect())
 }
 
 impl Resolved {
     /// `windows` are the command-line windows, used when there is no spec.
     pub fn new(args: &MonitoredArgs, windows: &[String]) -> Result<Self> {
+        let mut resolved = Self::without_model(args, windows)?;
+        let model = match &resolved.model {
+            Some(spec) => Some((PathBuf::from(&spec.path), spec.features.clone())),
+            None => args.model.clone().map(|path| {
+                let features =
+                    (!args.model_features.is_empty()).then(|| args.model_features.clone());
+                (path, features)
+            }),
+        };
+        if let Some((path, features)) = model {
+            resolved.mapping.explain = model_terms(&path, features.as_deref())?;
+        }
+        Ok(resolved)
+    }
+
+    fn without_model(args: &MonitoredArgs, windows: &[String]) -> Result<Self> {
         match &args.spec {
             Some(path) => {
                 let spec = Spec::load(path)?;
@@ -200,6 +235,7 @@ impl Resolved {
                     segments: spec.segments.clone(),
                     performance: spec.performance.clone(),
                     alerts: spec.alerts.clone(),
+                    model: spec.model.clone(),
                 })
             }
             None => Ok(Self {
@@ -211,6 +247,7 @@ impl Resolved {
                 segments: Vec::new(),
                 performance: PerformanceSpec::default(),
                 alerts: Vec::new(),
+                model: None,
             }),
         }
     }

@@ -4,10 +4,11 @@
 
 use std::sync::OnceLock;
 
-use streamwatch_common::events::{ColumnDrift, ColumnOutliers, QuantileValue};
+use streamwatch_common::events::{ColumnDrift, ColumnOutliers, FeatureContribution, QuantileValue};
 use streamwatch_stats::{default_stattest, distinct_union, ColumnType, Distribution, StatTest};
 
 use crate::counts::ValueCounts;
+use crate::explain::ReferenceContribution;
 use crate::mapping::{ColumnMapping, ColumnTest, Role};
 use crate::outliers::OutlierBounds;
 
@@ -45,6 +46,8 @@ pub struct ReferenceColumn {
     pub finite: Distribution,
     /// The outlier bounds of [`Self::outlier_bounds`], computed on first use.
     outlier_bounds: OnceLock<Option<OutlierBounds>>,
+    /// The model contributions of [`Self::contribution`], computed on first use.
+    contribution: OnceLock<ReferenceContribution>,
 }
 
 impl ReferenceColumn {
@@ -56,7 +59,15 @@ impl ReferenceColumn {
             raw,
             finite,
             outlier_bounds: OnceLock::new(),
+            contribution: OnceLock::new(),
         }
+    }
+
+    /// The reference side of a model feature's contributions (computed once: one mapping
+    /// has one coefficient per feature).
+    pub fn contribution(&self, feature: &str, coefficient: f64) -> &ReferenceContribution {
+        self.contribution
+            .get_or_init(|| ReferenceContribution::new(feature, coefficient, &self.sample))
     }
 
     /// The outlier bounds for the reference quantiles `range`, from the finite values;
@@ -110,6 +121,8 @@ pub struct WindowMetrics {
     pub columns: Vec<ColumnDrift>,
     pub quantiles: Vec<QuantileValue>,
     pub outliers: Vec<ColumnOutliers>,
+    /// Per model feature, its contributions (`crate::explain`); empty without a model.
+    pub contributions: Vec<FeatureContribution>,
 }
 
 /// Computes a window's metrics against the reference. `reference` is in
@@ -156,6 +169,19 @@ pub fn evaluate(
         .collect();
 
     let outliers = outliers(mapping, reference, window);
+    let contributions = mapping
+        .explain
+        .iter()
+        .map(|(feature, coefficient)| {
+            let index = counted
+                .iter()
+                .position(|c| c == feature)
+                .expect("model features are counted");
+            reference[index]
+                .contribution(feature, *coefficient)
+                .measure(&window.columns[index])
+        })
+        .collect();
 
     let cells = window.row_count * u64::from(window.number_of_columns);
     WindowMetrics {
@@ -171,6 +197,7 @@ pub fn evaluate(
         columns,
         quantiles,
         outliers,
+        contributions,
     }
 }
 

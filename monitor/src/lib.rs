@@ -8,6 +8,7 @@ pub mod counts;
 pub mod decode;
 pub mod error;
 pub mod evaluate;
+pub mod explain;
 pub mod mapping;
 pub mod outliers;
 pub mod performance;

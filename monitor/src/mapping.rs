@@ -107,6 +107,8 @@ pub struct ColumnMapping {
     pub tests: BTreeMap<String, ColumnTest>,
     /// Data columns left out entirely (also from the missing-value count).
     pub ignored: Vec<String>,
+    /// A linear model's features and coefficients, for the contributions (`--model`).
+    pub explain: Vec<(String, f64)>,
 }
 
 impl ColumnMapping {
@@ -156,6 +158,7 @@ impl ColumnMapping {
             outlier_quantiles,
             tests: BTreeMap::new(),
             ignored: Vec::new(),
+            explain: Vec::new(),
         })
     }
 
@@ -193,10 +196,10 @@ impl ColumnMapping {
     }
 
     /// Every column whose values the monitor keeps counts of: drift columns, then
-    /// quantile columns that are not drift columns.
+    /// quantile and model-feature columns that are not drift columns.
     pub fn counted_columns(&self) -> Vec<String> {
         let mut columns: Vec<String> = self.drift_columns.iter().map(|(c, _)| c.clone()).collect();
-        for (column, _) in &self.quantiles {
+        for column in self.quantiles.iter().chain(&self.explain).map(|(c, _)| c) {
             if !columns.contains(column) {
                 columns.push(column.clone());
             }

@@ -16,11 +16,12 @@ use std::hash::{Hash, Hasher};
 
 use rustc_hash::{FxHashMap, FxHasher};
 use streamwatch_common::events::{
-    LabelDelay, PerformanceStats, RegressionMetrics, SegmentPerformance,
+    ColumnOutliers, LabelDelay, PerformanceStats, RegressionMetrics, SegmentPerformance,
 };
 use streamwatch_common::spec::{PerformanceSpec, SegmentSpec};
 use streamwatch_stats::{pairwise_sum, Distribution};
 
+use crate::outliers::OutlierBounds;
 use crate::window::WindowSpec;
 use crate::{MonitorError, Result};
 
@@ -201,6 +202,8 @@ pub struct ReadyPerformance {
     pub fairness_band: [f64; 2],
     pub worst_segment: Option<String>,
     pub worst_mae_ratio: Option<f64>,
+    /// The labelled rows' errors outside the reference errors' range (`crate::outliers`).
+    pub error_outliers: Option<ColumnOutliers>,
 }
 
 /// The join of predictions with completions, and the performance panes.
@@ -216,6 +219,8 @@ pub struct PerformanceOperator {
     expiry: BTreeMap<i64, Vec<u64>>,
     /// Completions dropped because their prediction's window was already reported and evicted.
     pub late_completions: u64,
+    /// The reference errors' outlier bounds, when the reference has the target.
+    error_bounds: Option<OutlierBounds>,
 }
 
 fn id_hash(id: &str) -> u64 {
@@ -249,7 +254,14 @@ impl PerformanceOperator {
             completions: FxHashMap::default(),
             expiry: BTreeMap::new(),
             late_completions: 0,
+            error_bounds: None,
         }
+    }
+
+    /// Reports, per window, the share of errors outside these bounds of the reference's.
+    pub fn with_error_bounds(mut self, bounds: Option<OutlierBounds>) -> Self {
+        self.error_bounds = bounds;
+        self
     }
 
     /// The segment ids of an event whose counted column values are `values`.
@@ -507,6 +519,15 @@ impl PerformanceOperator {
         }
         let rows = Rows::gather(&panes, None);
         let overall = rows.stats(predictions, 1);
+        let error_outliers = self.error_bounds.map(|bounds| {
+            let errors: Vec<f64> = rows
+                .predicted
+                .iter()
+                .zip(&rows.truths)
+                .map(|(p, t)| p - t)
+                .collect();
+            bounds.measure("error", &Distribution::from_values(&errors))
+        });
         let overall_metrics = overall.metrics.clone();
         let mut segments = Vec::new();
         for (dimension, segmenter) in self.segmenters.iter().enumerate() {
@@ -569,6 +590,7 @@ impl PerformanceOperator {
             worst_segment: worst.map(|(s, _)| format!("{}={}", s.dimension, s.value)),
             worst_mae_ratio: worst.map(|(_, r)| r),
             segments,
+            error_outliers,
         })
     }
 

@@ -77,6 +77,16 @@ struct StoredColumn {
     integer_dtype: bool,
 }
 
+/// Whether `path` is a stored profile (a Parquet file with the profile marker).
+pub fn is_profile(path: &str) -> Result<bool> {
+    let file = File::open(path).map_err(|e| MonitorError::Reference {
+        path: path.to_owned(),
+        reason: format!("cannot be opened: {e}"),
+    })?;
+    Ok(ParquetRecordBatchReaderBuilder::try_new(file)
+        .is_ok_and(|b| b.schema().metadata().contains_key(PROFILE_MARKER)))
+}
+
 /// Reads a profile if `path` is one; `Ok(None)` for any other Parquet file.
 pub fn read(path: &str, mapping: &ColumnMapping) -> Result<Option<Vec<ReferenceColumn>>> {
     let error = |reason: String| MonitorError::Reference {

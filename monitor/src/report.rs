@@ -81,6 +81,7 @@ pub fn performance_report(mapping: &ColumnMapping, ready: ReadyPerformance) -> P
         fairness_band: ready.fairness_band,
         worst_segment: ready.worst_segment,
         worst_mae_ratio: ready.worst_mae_ratio,
+        error_outliers: ready.error_outliers,
         emitted_at: Utc::now(),
     }
 }
@@ -105,6 +106,7 @@ pub fn metric_row(
         columns: metrics.columns,
         quantiles: metrics.quantiles,
         outliers: metrics.outliers,
+        contributions: metrics.contributions,
         emitted_at: Utc::now(),
     }
 }

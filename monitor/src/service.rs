@@ -16,11 +16,12 @@ use streamwatch_common::telemetry::{serve_admin, Readiness};
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::{check_windows, Alerts};
-use crate::batch::reference_from_parquet;
+use crate::batch::{reference_errors, reference_from_parquet};
 use crate::config::{Resolved, RunArgs};
 use crate::decode::{decode_completion, DecodedEvent, Decoder};
 use crate::evaluate::{evaluate, ReferenceColumn};
 use crate::mapping::ColumnMapping;
+use crate::outliers::OutlierBounds;
 use crate::performance::{PerformanceOperator, Position, Prediction, Segmenter};
 use crate::report::{late_events, metric_row, performance_report};
 use crate::window::{parse_duration, MicroBatch, Watermarks, WindowOperator, WindowSpec};
@@ -98,12 +99,19 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
             .map(|segment| Segmenter::new(segment, &counted))
             .collect::<Result<Vec<_>>>()?;
         let label_horizon = parse_duration(&args.label_horizon)?;
-        Some(PerformanceOperator::new(
-            &specs,
-            label_horizon,
-            resolved.performance.clone(),
-            segmenters,
-        ))
+        let target = resolved.target.as_deref().unwrap_or(&args.target);
+        let errors = reference_errors(&resolved.reference, mapping.prediction(), target).await?;
+        let error_bounds = errors
+            .and_then(|e| OutlierBounds::new(&e.without_infinite(), mapping.outlier_quantiles));
+        Some(
+            PerformanceOperator::new(
+                &specs,
+                label_horizon,
+                resolved.performance.clone(),
+                segmenters,
+            )
+            .with_error_bounds(error_bounds),
+        )
     };
     let target = resolved
         .target
@@ -132,6 +140,7 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
         decoder: Decoder::new(&mapping.counted_columns(), &mapping.ignored),
         operator: WindowOperator::new(&specs, mapping.counted_columns().len(), horizon),
         watermarks: Watermarks::new(lateness, idle),
+        completion_marks: Watermarks::new(lateness, idle),
         batch: MicroBatch::default(),
         event: DecodedEvent::default(),
         next_offsets: FxHashMap::default(),
@@ -170,8 +179,11 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
 struct LoopState {
     decoder: Decoder,
     operator: WindowOperator,
-    /// Keyed by (topic index, partition): completions hold the watermark back too.
-    watermarks: Watermarks<Position>,
+    /// The scored topic's watermark: it alone closes drift windows, so completions read
+    /// ahead of the scored events (the scorer lags) cannot make those late.
+    watermarks: Watermarks,
+    /// The completions topic's watermark; performance windows close on the lower of the two.
+    completion_marks: Watermarks,
     batch: MicroBatch,
     event: DecodedEvent,
     /// One past the last consumed offset, per topic and partition.
@@ -208,11 +220,9 @@ async fn consume(
                         // The error names no topic, so the partition counts as caught up in
                         // both; one with more to read delivers it soon, which undoes that
                         // (idleness also needs silence for the idle timeout).
-                        for topic in [SCORED, COMPLETIONS] {
-                            if topic == SCORED || state.performance.is_some() {
-                                let position = Position { topic, partition };
-                                state.watermarks.reached_end(position, Instant::now());
-                            }
+                        state.watermarks.reached_end(partition, Instant::now());
+                        if state.performance.is_some() {
+                            state.completion_marks.reached_end(partition, Instant::now());
                         }
                         continue;
                     }
@@ -272,7 +282,9 @@ fn take_scored(
 ) -> std::result::Result<(), crate::decode::DecodeError> {
     state.decoder.decode(payload, &mut state.event)?;
     let time = state.event.event_time_us;
-    state.watermarks.observe(position, time, Instant::now());
+    state
+        .watermarks
+        .observe(position.partition, time, Instant::now());
     let duplicate = state
         .event
         .trip_id
@@ -290,7 +302,7 @@ fn take_scored(
             value: state.event.values.first().copied().flatten(),
             segments: performance.classify(&state.event.values),
         };
-        let watermark = state.watermarks.current();
+        let watermark = performance_watermark(state.watermarks.current(), &state.completion_marks);
         if !performance.predict(id, prediction, position, offset, watermark) {
             metrics::counter!("streamwatch_monitor_late_predictions_total").increment(1);
         }
@@ -307,8 +319,8 @@ fn take_completion(
 ) -> std::result::Result<(), crate::decode::DecodeError> {
     let (id, completion) = decode_completion(payload, &state.target)?;
     state
-        .watermarks
-        .observe(position, completion.time_us, Instant::now());
+        .completion_marks
+        .observe(position.partition, completion.time_us, Instant::now());
     // A completion replayed twice must not count twice.
     let key = format!("{id}\u{0}completion");
     if state
@@ -319,7 +331,7 @@ fn take_completion(
         return Ok(());
     }
     if let Some(performance) = &mut state.performance {
-        let watermark = state.watermarks.current();
+        let watermark = performance_watermark(state.watermarks.current(), &state.completion_marks);
         if performance.complete(&id, completion, position, offset, watermark) {
             metrics::counter!("streamwatch_monitor_completions_total").increment(1);
         } else {
@@ -337,7 +349,7 @@ async fn process(
     reference: &[ReferenceColumn],
     state: &mut LoopState,
 ) -> Result<()> {
-    track_assignment(consumer, args, &mut state.watermarks);
+    track_assignment(consumer, args, state);
     let before = state.watermarks.current();
     let stats = state.operator.ingest(&state.batch, before);
     if stats.late_dropped > 0 {
@@ -355,7 +367,10 @@ async fn process(
     }
     let now = Instant::now();
     let watermark = state.watermarks.advance(now);
-    let flush = state.batch.is_empty() && state.watermarks.all_idle(now);
+    let completions_watermark = state.completion_marks.advance(now);
+    let completions_idle =
+        !state.completion_marks.has_partitions() || state.completion_marks.all_idle(now);
+    let flush = state.batch.is_empty() && state.watermarks.all_idle(now) && completions_idle;
     for window in state.operator.take_ready(watermark, flush) {
         let started = Instant::now();
         let metrics = evaluate(mapping, reference, &window.data);
@@ -379,6 +394,11 @@ async fn process(
         );
     }
     if let Some(performance) = &mut state.performance {
+        let watermark = if state.completion_marks.has_partitions() {
+            watermark.min(completions_watermark)
+        } else {
+            watermark
+        };
         for ready in performance.take_ready(watermark, flush) {
             let report = performance_report(mapping, ready);
             let (key, labelled) = (report.window.message_key(), report.overall.labelled_rows);
@@ -419,36 +439,41 @@ async fn publish_alerts(outputs: &Outputs, transitions: Vec<AlertEvent>) -> Resu
     Ok(())
 }
 
-/// Partitions assigned to this instance hold the watermark back until they deliver
+/// The watermark that closes performance windows: the lower of the scored topic's and the
+/// completions topic's (the scored one alone while no completions partition is known).
+fn performance_watermark(scored: i64, completions: &Watermarks) -> i64 {
+    if completions.has_partitions() {
+        scored.min(completions.current())
+    } else {
+        scored
+    }
+}
+
+/// Partitions assigned to this instance hold their topic's watermark back until they deliver
 /// events or are caught up; revoked ones stop counting.
-fn track_assignment(
-    consumer: &StreamConsumer,
-    args: &RunArgs,
-    watermarks: &mut Watermarks<Position>,
-) {
+fn track_assignment(consumer: &StreamConsumer, args: &RunArgs, state: &mut LoopState) {
     let Ok(assignment) = consumer.assignment() else {
         return;
     };
-    let owned: Vec<Position> = assignment
-        .elements()
-        .iter()
-        .map(|e| Position {
-            topic: if e.topic() == args.input_topic {
-                SCORED
-            } else {
-                COMPLETIONS
-            },
-            partition: e.partition(),
-        })
-        .collect();
-    if owned.is_empty() {
+    let elements = assignment.elements();
+    if elements.is_empty() {
         return;
     }
     let now = Instant::now();
-    for position in &owned {
-        watermarks.assign(*position, now);
+    for (topic, marks) in [
+        (args.input_topic.as_str(), &mut state.watermarks),
+        (args.completions_topic.as_str(), &mut state.completion_marks),
+    ] {
+        let owned: Vec<i32> = elements
+            .iter()
+            .filter(|e| e.topic() == topic)
+            .map(|e| e.partition())
+            .collect();
+        for partition in &owned {
+            marks.assign(*partition, now);
+        }
+        marks.retain_partitions(|p| owned.contains(&p));
     }
-    watermarks.retain_partitions(|p| owned.contains(&p));
 }
 
 /// Stores, per partition, the lowest offset any kept pane or waiting join entry needs.

@@ -34,6 +34,7 @@ pub fn mapping(spec: &Spec) -> Result<ColumnMapping> {
         outlier_quantiles: (spec.outlier_quantiles[0], spec.outlier_quantiles[1]),
         tests,
         ignored: spec.ignore.clone(),
+        explain: Vec::new(),
     };
     mapping.check_tests()?;
     Ok(mapping)

@@ -234,7 +234,9 @@ struct PartitionClock {
 ///
 /// A partition is idle, and stops holding the watermark back, only when the consumer has
 /// caught up with it *and* it delivered nothing for the idle timeout: a partition with a
-/// backlog is never idle, however long the consumer is busy elsewhere. An assigned
+/// backlog is never idle, however long the consumer is busy elsewhere. While other
+/// partitions of the topic are delivering, a caught-up partition needs ten idle timeouts of
+/// silence (an upstream stage fills its partitions one after the other). An assigned
 /// partition that has delivered nothing yet holds the watermark at its start.
 /// Partitions are keyed by `K`: the partition number, or (topic, partition) for a monitor
 /// reading several topics.
@@ -244,7 +246,17 @@ pub struct Watermarks<K = i32> {
     lateness_us: i64,
     idle_timeout: Duration,
     current: i64,
+    /// When any partition last delivered an event.
+    last_activity: Option<Instant>,
+    /// When the partitions started delivering after a quiet spell (no event for the idle
+    /// timeout): silence before that does not count against a partition.
+    busy_since: Option<Instant>,
 }
+
+/// While other partitions of the topic deliver events, a silent partition is idle only after
+/// this many idle timeouts: an upstream stage that has just started (or restarted behind a
+/// backlog) fills its partitions one after the other, and the silent ones will get events soon.
+const BUSY_TOPIC_IDLE_FACTOR: u32 = 10;
 
 impl<K: Copy + Eq + std::hash::Hash> Watermarks<K> {
     pub fn new(lateness_us: i64, idle_timeout: Duration) -> Self {
@@ -253,6 +265,8 @@ impl<K: Copy + Eq + std::hash::Hash> Watermarks<K> {
             lateness_us,
             idle_timeout,
             current: i64::MIN,
+            last_activity: None,
+            busy_since: None,
         }
     }
 
@@ -271,6 +285,13 @@ impl<K: Copy + Eq + std::hash::Hash> Watermarks<K> {
         clock.max_time_us = clock.max_time_us.max(time_us);
         clock.last_seen = now;
         clock.caught_up = false;
+        if self
+            .last_activity
+            .is_none_or(|at| now.duration_since(at) >= self.idle_timeout)
+        {
+            self.busy_since = Some(now);
+        }
+        self.last_activity = Some(now);
     }
 
     /// The consumer reached the end of a partition.
@@ -287,7 +308,18 @@ impl<K: Copy + Eq + std::hash::Hash> Watermarks<K> {
     }
 
     fn is_idle(&self, clock: &PartitionClock, now: Instant) -> bool {
-        clock.caught_up && now.duration_since(clock.last_seen) >= self.idle_timeout
+        let silent = now.duration_since(clock.last_seen);
+        let topic_quiet = self
+            .last_activity
+            .is_none_or(|at| now.duration_since(at) >= self.idle_timeout);
+        // Silence while the others deliver, counted from when they started to.
+        let silent_while_busy = match self.busy_since {
+            Some(since) => now.duration_since(clock.last_seen.max(since)),
+            None => silent,
+        };
+        clock.caught_up
+            && silent >= self.idle_timeout
+            && (topic_quiet || silent_while_busy >= self.idle_timeout * BUSY_TOPIC_IDLE_FACTOR)
     }
 
     /// Recomputes the watermark from the partitions that are not idle.
@@ -302,6 +334,11 @@ impl<K: Copy + Eq + std::hash::Hash> Watermarks<K> {
             self.current = self.current.max(candidate);
         }
         self.current
+    }
+
+    /// True when this instance has partitions to follow.
+    pub fn has_partitions(&self) -> bool {
+        !self.partitions.is_empty()
     }
 
     /// True when partitions are known and every one of them is idle.
@@ -815,15 +852,24 @@ mod tests {
         // Everything caught up and silent: the watermark stays, and the stream is idle.
         assert_eq!(w.advance(later(21)), 490);
         assert!(w.all_idle(later(21)));
-        // Once partition 1 is caught up and idle, only partition 0 counts.
-        w.observe(0, 3_000, later(30));
-        assert_eq!(w.advance(later(30)), 2_990);
+        // Partition 0 delivers again after a quiet spell: while the topic is busy, caught-up
+        // partition 1 (silent for 30 s, but the topic was quiet) still counts — upstream may be
+        // filling the partitions one by one.
+        for t in (30..=68).step_by(2) {
+            w.observe(0, 3_000, later(t));
+        }
+        assert_eq!(w.advance(later(68)), 490, "busy for 38 s only");
+        // After ten idle timeouts of silence while the others deliver it is idle even so.
+        for t in (70..=80).step_by(2) {
+            w.observe(0, 3_000, later(t));
+        }
+        assert_eq!(w.advance(later(80)), 2_990);
         // It never moves back.
-        w.observe(3, 100, later(31));
-        assert_eq!(w.advance(later(31)), 2_990);
-        assert!(!w.all_idle(later(31)));
-        w.reached_end(0, later(31));
-        w.reached_end(3, later(31));
-        assert!(w.all_idle(later(40)));
+        w.observe(3, 100, later(81));
+        assert_eq!(w.advance(later(81)), 2_990);
+        assert!(!w.all_idle(later(81)));
+        w.reached_end(0, later(81));
+        w.reached_end(3, later(81));
+        assert!(w.all_idle(later(90)));
     }
 }

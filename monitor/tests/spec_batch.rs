@@ -30,6 +30,8 @@ async fn a_spec_for_another_data_set_drives_the_batch_command() {
                 outlier_quantiles: vec![0.01, 0.99],
             },
             reference: "ignored".into(),
+            model: None,
+            model_features: vec![],
         },
         current: repo()
             .join("tests/golden/synthetic/large_ref_small_window/current.parquet")

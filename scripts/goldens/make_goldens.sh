@@ -6,6 +6,7 @@
 #   scripts/goldens/make_goldens.sh --only daily    # or: --only windows (hourly + sliding), --only synthetic,
 #                                                   # --only outliers (outlier_goldens.py, NumPy only)
 #                                                   # --only performance (performance_goldens.py, scikit-learn)
+#                                                   # --only contributions (contribution_goldens.py, NumPy/SciPy)
 #   scripts/goldens/make_goldens.sh --bench         # goldens, then scripts/goldens/evidently_bench.py
 #   scripts/goldens/make_goldens.sh --bench-only    # only the timings
 #   scripts/goldens/make_goldens.sh -- --reference other.parquet --model other.json
@@ -69,7 +70,7 @@ for f in data/green_tripdata_2022-02.parquet; do
     [ -f "$f" ] || { echo "missing input $f" >&2; exit 1; }
 done
 
-if [ "$run_goldens" = 1 ] && [ "$only" != outliers ] && [ "$only" != performance ]; then
+if [ "$run_goldens" = 1 ] && [ "$only" != outliers ] && [ "$only" != performance ] && [ "$only" != contributions ]; then
     "$venv/bin/python" scripts/goldens/evidently_goldens.py ${gen_args[@]+"${gen_args[@]}"} ${extra_args[@]+"${extra_args[@]}"}
 fi
 if [ "$run_goldens" = 1 ] && { [ "$only" = all ] || [ "$only" = outliers ]; }; then
@@ -77,6 +78,9 @@ if [ "$run_goldens" = 1 ] && { [ "$only" = all ] || [ "$only" = outliers ]; }; t
 fi
 if [ "$run_goldens" = 1 ] && { [ "$only" = all ] || [ "$only" = performance ]; }; then
     "$venv/bin/python" scripts/goldens/performance_goldens.py
+fi
+if [ "$run_goldens" = 1 ] && { [ "$only" = all ] || [ "$only" = contributions ]; }; then
+    "$venv/bin/python" scripts/goldens/contribution_goldens.py
 fi
 if [ "$run_bench" = 1 ]; then
     "$venv/bin/python" scripts/goldens/evidently_bench.py ${extra_args[@]+"${extra_args[@]}"}

@@ -33,6 +33,30 @@ MODEL = "models/trip-duration-linear.json"
 LOOKUP = "data/taxi_zone_lookup.csv"
 HORIZON_MINUTES = 180.0
 MIN_SEGMENT_ROWS = 30
+REFERENCE = "data/reference.parquet"
+OUTLIER_QUANTILES = (0.01, 0.99)
+
+
+def error_bounds() -> dict:
+    """The reference errors' quantile range and IQR fences (numpy's linear quantiles)."""
+    ref = pd.read_parquet(REFERENCE)
+    both = ref[ref.prediction.notna() & ref.duration_min.notna()]
+    errors = (both.prediction.astype("float64") - both.duration_min.astype("float64")).to_numpy()
+    errors = errors[np.isfinite(errors)]
+    lo, hi = np.quantile(errors, OUTLIER_QUANTILES)
+    q1, q3 = np.quantile(errors, [0.25, 0.75])
+    return {"lower": lo, "upper": hi, "fence_low": q1 - 1.5 * (q3 - q1), "fence_high": q3 + 1.5 * (q3 - q1)}
+
+
+def error_outliers(errors: np.ndarray, bounds: dict) -> dict:
+    n = len(errors)
+    outside = lambda lo, hi: int(((errors < lo) | (errors > hi)).sum())  # noqa: E731
+    return {
+        "error_lower_bound": bounds["lower"],
+        "error_upper_bound": bounds["upper"],
+        "error_share_outside_quantiles": outside(bounds["lower"], bounds["upper"]) / n if n else None,
+        "error_share_outside_iqr": outside(bounds["fence_low"], bounds["fence_high"]) / n if n else None,
+    }
 
 
 def metrics(truth: np.ndarray, predicted: np.ndarray) -> dict:
@@ -64,6 +88,7 @@ def main() -> None:
             lambda v: "(missing)" if pd.isna(v) else boroughs.get(str(int(v)), "(unmapped)")
         )
     )
+    bounds = error_bounds()
     cases = []
     for day in range(28):
         start = month + timedelta(days=day)
@@ -73,6 +98,7 @@ def main() -> None:
             "predictions": len(window),
             "labelled_rows": len(labelled),
             **metrics(labelled.duration_min.to_numpy(), labelled.prediction.to_numpy()),
+            **error_outliers((labelled.prediction - labelled.duration_min).to_numpy(), bounds),
             "segments": {},
         }
         for borough, part in window.groupby("pickup_borough"):
@@ -87,7 +113,8 @@ def main() -> None:
         {
             "description": "Regression metrics per pickup day of February 2022 (trips labelled within "
             "3 h of pickup), overall and per pickup borough (segments with at least 30 labelled "
-            "rows), from scikit-learn.",
+            "rows), from scikit-learn; the share of the labelled rows' errors (prediction - target) outside "
+            "the reference errors' 1st..99th percentile and IQR fences, from NumPy.",
             "generator": {**generator_info(), "scikit-learn": sklearn.__version__},
             "current": CURRENT,
             "model": MODEL,

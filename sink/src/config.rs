@@ -3,9 +3,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use chrono::NaiveDateTime;
 use clap::{Args, Parser, Subcommand};
 use streamwatch_common::kafka::KafkaArgs;
 use streamwatch_common::telemetry::AdminArgs;
+
+use crate::report::{parse_time_bound, ReportWindow};
 
 /// Stores the monitor's metric rows in PostgreSQL for Grafana.
 #[derive(Debug, Parser)]
@@ -21,6 +24,9 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Applies the migrations, prints what was applied and exits.
     Migrate(MigrateArgs),
+    /// Writes the stored metrics of one monitor and window shape over a time range as one
+    /// self-contained HTML page (charts as inline SVG; nothing loaded from anywhere). Reads only.
+    Report(Box<ReportArgs>),
 }
 
 /// Where the database is and how many connections to keep.
@@ -99,6 +105,36 @@ impl RunArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// First window start to report, inclusive: `2022-02-01` (midnight) or `2022-02-01T06:00:00`,
+    /// naive like the event times. Default: the earliest stored window.
+    #[arg(long, env = "REPORT_FROM", value_parser = parse_time_bound)]
+    pub from: Option<NaiveDateTime>,
+
+    /// Report windows starting before this time (exclusive; same formats as --from), so
+    /// `--from 2022-02-01 --to 2022-03-01` is February. Default: the latest stored window.
+    #[arg(long, env = "REPORT_TO", value_parser = parse_time_bound)]
+    pub to: Option<NaiveDateTime>,
+
+    /// Monitor to report on (the monitor's --monitor-name or spec `name`). Default: the only
+    /// monitor with windows of this shape in the range (an error names them if there are several).
+    #[arg(long, env = "REPORT_MONITOR")]
+    pub monitor: Option<String>,
+
+    /// Window shape to report: SIZE for tumbling windows or SIZE/STEP for sliding ones, as
+    /// `monitor run --window` takes them; units s, m, h, d.
+    #[arg(long, env = "REPORT_WINDOW", default_value = "1d")]
+    pub window: ReportWindow,
+
+    /// HTML file to write (replaced whole; `-` writes the page to standard output).
+    #[arg(long, short, env = "REPORT_OUTPUT", default_value = "report.html")]
+    pub output: PathBuf,
+
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct MigrateArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
@@ -147,6 +183,39 @@ mod tests {
         assert_eq!(args.database.pool_size, 2);
         assert!(Cli::try_parse_from(["sink", "run", "--pool-size", "0"]).is_err());
         assert!(Cli::try_parse_from(["sink", "run", "--batch-size", "0"]).is_err());
+    }
+
+    #[test]
+    fn report_options_and_defaults() {
+        let cli = Cli::try_parse_from([
+            "sink",
+            "report",
+            "--from",
+            "2022-02-01",
+            "--to",
+            "2022-03-01T00:00:00",
+            "--monitor",
+            "taxi",
+        ])
+        .unwrap();
+        let Command::Report(args) = cli.command else {
+            panic!("expected the report command");
+        };
+        assert_eq!(args.window, ReportWindow::DAILY);
+        assert_eq!(args.output, PathBuf::from("report.html"));
+        assert_eq!(args.monitor.as_deref(), Some("taxi"));
+        assert_eq!(
+            args.to.unwrap() - args.from.unwrap(),
+            chrono::Duration::days(28)
+        );
+        let cli = Cli::try_parse_from(["sink", "report", "--window", "1d/1h", "-o", "-"]).unwrap();
+        let Command::Report(args) = cli.command else {
+            panic!("expected the report command");
+        };
+        assert_eq!(args.window.step_seconds, 3_600);
+        assert_eq!((args.from, args.to), (None, None));
+        assert!(Cli::try_parse_from(["sink", "report", "--window", "1w"]).is_err());
+        assert!(Cli::try_parse_from(["sink", "report", "--from", "Feb"]).is_err());
     }
 
     #[test]

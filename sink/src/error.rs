@@ -51,6 +51,14 @@ pub enum Error {
     Common(#[from] streamwatch_common::Error),
     #[error("dashboard {dashboard}: {problem}")]
     Dashboard { dashboard: String, problem: String },
+    #[error("report: {problem}")]
+    Report { problem: String },
+    #[error("could not write the report to {path}: {source}")]
+    Output {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

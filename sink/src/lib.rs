@@ -1,11 +1,13 @@
 //! The sink: consumes the monitor's metric rows from Kafka and upserts them into PostgreSQL,
 //! where Grafana reads them (`window_metrics`, `column_drift`, `column_quantiles` and the
-//! course-compatible view `dummy_metrics`).
+//! course-compatible view `dummy_metrics`), and renders them as a self-contained HTML report
+//! (`report`).
 
 pub mod config;
 pub mod error;
 pub mod grafana;
 pub mod migrations;
+pub mod report;
 pub mod service;
 pub mod sink;
 

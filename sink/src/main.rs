@@ -11,6 +11,15 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate(args) => {
             println!("{}", streamwatch_sink::migrate(&args.database).await?);
         }
+        Command::Report(args) => {
+            let summary = streamwatch_sink::report::write(&args).await?;
+            // With `--output -` the page itself is on standard output.
+            if args.output.as_os_str() == "-" {
+                eprintln!("{summary}");
+            } else {
+                println!("{summary}");
+            }
+        }
     }
     Ok(())
 }

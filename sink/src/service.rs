@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use streamwatch_common::events::{
-    ColumnDrift, ColumnOutliers, LateEvents, MetricRow, MetricsRecord, PerformanceReport,
-    PerformanceStats,
+    ColumnDrift, ColumnOutliers, FeatureContribution, LateEvents, MetricRow, MetricsRecord,
+    PerformanceReport, PerformanceStats,
 };
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::NoTls;
@@ -62,6 +62,19 @@ SELECT $1, $2, $3, $4, $5, o.*
 FROM UNNEST($6::text[], $7::float8[], $8::float8[], $9::float8[], $10::float8[], $11::float8[],
             $12::float8[], $13::float8[], $14::float8[], $15::int8[]) AS o";
 
+const DELETE_CONTRIBUTIONS: &str =
+    "DELETE FROM feature_contributions WHERE monitor = $1 AND window_kind = $2 \
+     AND window_size_seconds = $3 AND window_step_seconds = $4 AND window_start = $5";
+
+const INSERT_CONTRIBUTIONS: &str = "\
+INSERT INTO feature_contributions (
+    monitor, window_kind, window_size_seconds, window_step_seconds, window_start,
+    feature, coefficient, reference_mean, mean_contribution, mean_abs_contribution,
+    reference_mean_abs_contribution, drift_score, drift_detected, rows)
+SELECT $1, $2, $3, $4, $5, c.*
+FROM UNNEST($6::text[], $7::float8[], $8::float8[], $9::float8[], $10::float8[], $11::float8[],
+            $12::float8[], $13::bool[], $14::int8[]) AS c";
+
 /// One statement per window for all its columns: arrays unnested into rows.
 const INSERT_COLUMNS: &str = "\
 INSERT INTO column_drift (
@@ -78,9 +91,10 @@ INSERT INTO window_performance (
     monitor, window_kind, window_size_seconds, window_step_seconds, window_start, window_end,
     revision, predictions, labelled_rows, unmatched_completions, mae, rmse, mape, mape_rows, r2,
     mean_error, label_delay_mean_seconds, label_delay_p50_seconds, label_delay_p95_seconds,
-    label_delay_max_seconds, fairness_low, fairness_high, worst_segment, worst_mae_ratio, emitted_at)
+    label_delay_max_seconds, fairness_low, fairness_high, worst_segment, worst_mae_ratio, emitted_at,
+    error_lower_bound, error_upper_bound, error_share_outside_quantiles, error_share_outside_iqr)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
-        $21, $22, $23, $24, $25)
+        $21, $22, $23, $24, $25, $26, $27, $28, $29)
 ON CONFLICT (monitor, window_kind, window_size_seconds, window_step_seconds, window_start) DO UPDATE SET
     window_end = EXCLUDED.window_end,
     revision = EXCLUDED.revision,
@@ -102,6 +116,10 @@ ON CONFLICT (monitor, window_kind, window_size_seconds, window_step_seconds, win
     worst_segment = EXCLUDED.worst_segment,
     worst_mae_ratio = EXCLUDED.worst_mae_ratio,
     emitted_at = EXCLUDED.emitted_at,
+    error_lower_bound = EXCLUDED.error_lower_bound,
+    error_upper_bound = EXCLUDED.error_upper_bound,
+    error_share_outside_quantiles = EXCLUDED.error_share_outside_quantiles,
+    error_share_outside_iqr = EXCLUDED.error_share_outside_iqr,
     stored_at = now()
 WHERE window_performance.revision <= EXCLUDED.revision
 RETURNING revision";
@@ -492,6 +510,8 @@ impl MetricStore {
                 .await
                 .map_err(self.query_error("insert into column_outliers"))?;
             }
+            self.write_contributions(&tx, &key, &row.contributions)
+                .await?;
         }
         tx.commit().await.map_err(self.query_error("COMMIT"))?;
         Ok(summary)
@@ -499,6 +519,56 @@ impl MetricStore {
 }
 
 impl MetricStore {
+    /// Replaces a window's feature contributions.
+    async fn write_contributions(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        key: &[&(dyn tokio_postgres::types::ToSql + Sync); 5],
+        contributions: &[FeatureContribution],
+    ) -> Result<()> {
+        let delete = tx
+            .prepare_cached(DELETE_CONTRIBUTIONS)
+            .await
+            .map_err(self.query_error("prepare"))?;
+        tx.execute(&delete, key)
+            .await
+            .map_err(self.query_error("delete from feature_contributions"))?;
+        if contributions.is_empty() {
+            return Ok(());
+        }
+        let insert = tx
+            .prepare_cached(INSERT_CONTRIBUTIONS)
+            .await
+            .map_err(self.query_error("prepare"))?;
+        let c = contributions;
+        tx.execute(
+            &insert,
+            &[
+                key[0],
+                key[1],
+                key[2],
+                key[3],
+                key[4],
+                &c.iter().map(|c| c.feature.as_str()).collect::<Vec<_>>(),
+                &c.iter().map(|c| c.coefficient).collect::<Vec<_>>(),
+                &c.iter().map(|c| c.reference_mean).collect::<Vec<_>>(),
+                &c.iter().map(|c| c.mean_contribution).collect::<Vec<_>>(),
+                &c.iter()
+                    .map(|c| c.mean_abs_contribution)
+                    .collect::<Vec<_>>(),
+                &c.iter()
+                    .map(|c| c.reference_mean_abs_contribution)
+                    .collect::<Vec<_>>(),
+                &c.iter().map(|c| c.drift_score).collect::<Vec<_>>(),
+                &c.iter().map(|c| c.drift_detected).collect::<Vec<_>>(),
+                &c.iter().map(|c| saturating_i64(c.rows)).collect::<Vec<_>>(),
+            ],
+        )
+        .await
+        .map_err(self.query_error("insert into feature_contributions"))?;
+        Ok(())
+    }
+
     /// Upserts one performance report and, when it applied, replaces its segment rows.
     async fn write_performance(
         &self,
@@ -518,6 +588,7 @@ impl MetricStore {
             &w.start,
         ];
         let overall = StatsValues::new(&report.overall);
+        let errors = report.error_outliers.as_ref();
         let applied = tx
             .query_opt(
                 &upsert,
@@ -547,6 +618,10 @@ impl MetricStore {
                     &report.worst_segment,
                     &report.worst_mae_ratio,
                     &report.emitted_at,
+                    &errors.map(|o| o.lower_bound),
+                    &errors.map(|o| o.upper_bound),
+                    &errors.and_then(|o| o.share_outside_quantiles),
+                    &errors.and_then(|o| o.share_outside_iqr),
                 ],
             )
             .await
@@ -1028,6 +1103,7 @@ mod tests {
                 share_outside_iqr: None,
                 values: 2,
             }],
+            contributions: vec![],
             emitted_at: Utc::now(),
         }
     }

@@ -359,7 +359,7 @@ async fn check_performance(client: &tokio_postgres::Client, log_dir: &Path) -> R
         let expected = &case["expected"];
         let row = client
             .query_one(
-                &format!("SELECT predictions, labelled_rows, mae, rmse, mape, r2, mean_error, mape_rows {daily} AND window_start = $1"),
+                &format!("SELECT predictions, labelled_rows, mae, rmse, mape, r2, mean_error, mape_rows, error_lower_bound, error_upper_bound, error_share_outside_quantiles, error_share_outside_iqr {daily} AND window_start = $1"),
                 &[&start],
             )
             .await?;
@@ -385,6 +385,17 @@ async fn check_performance(client: &tokio_postgres::Client, log_dir: &Path) -> R
             expected["mape_rows"].as_i64(),
             "{day}: mape rows"
         );
+        for (i, name) in [
+            "error_lower_bound",
+            "error_upper_bound",
+            "error_share_outside_quantiles",
+            "error_share_outside_iqr",
+        ]
+        .iter()
+        .enumerate()
+        {
+            assert_close(&format!("{day}: {name}"), &expected[*name], row.get(i + 8));
+        }
         let segments = client
             .query(
                 "SELECT value, predictions, labelled_rows, too_small, mae, rmse, mape, r2, mean_error
@@ -462,10 +473,7 @@ async fn february_replay_matches_evidently_in_postgres() -> Result<()> {
     let examples = repo_root().join("examples/specs");
     let spec = std::fs::read_to_string(examples.join("taxi.toml"))?
         .replace(r#"windows = ["1d"]"#, r#"windows = ["1d", "1h", "1d/1h"]"#)
-        .replace(
-            "../../data/",
-            &format!("{}/", repo_root().join("data").display()),
-        );
+        .replace("../../", &format!("{}/", repo_root().display()));
     let spec_path = log_dir.join("taxi.toml");
     std::fs::write(&spec_path, spec)?;
 
@@ -539,6 +547,7 @@ async fn february_replay_matches_evidently_in_postgres() -> Result<()> {
         &[&["run"][..], &as_refs(&monitor_args)].concat(),
         &log_dir,
     )?;
+
     let mut scorer = Stage::spawn(
         "scorer",
         &[&["run"][..], &as_refs(&scorer_args)].concat(),
@@ -696,6 +705,45 @@ async fn february_replay_matches_evidently_in_postgres() -> Result<()> {
 
     // Model performance per pickup day, overall and per borough, equals scikit-learn's.
     check_performance(&client, &log_dir).await?;
+
+    // The spec's model is explained: each day's feature contributions equal NumPy's.
+    let contributions: Value = serde_json::from_str(&std::fs::read_to_string(
+        repo_root().join("tests/golden/feb-2022-contributions.json"),
+    )?)?;
+    for case in contributions["cases"].as_array().context("golden cases")? {
+        let day = chrono::NaiveDateTime::parse_from_str(
+            case["start"].as_str().unwrap(),
+            "%Y-%m-%dT%H:%M:%S",
+        )?;
+        let rows = client
+            .query(
+                "SELECT feature, mean_abs_contribution, drift_detected FROM feature_contributions
+                 WHERE window_kind = 'tumbling' AND window_size_seconds = 86400 AND window_start = $1
+                 ORDER BY feature",
+                &[&day],
+            )
+            .await?;
+        let mut expected: Vec<&Value> = case["features"].as_array().unwrap().iter().collect();
+        expected.sort_by_key(|f| f["feature"].as_str().unwrap().to_owned());
+        assert_eq!(
+            rows.len(),
+            expected.len(),
+            "{day}: one row per model feature"
+        );
+        for (row, want) in rows.iter().zip(expected) {
+            let feature: String = row.get(0);
+            assert_eq!(feature, want["feature"].as_str().unwrap());
+            let mean_abs = want["mean_abs_contribution"].as_f64().unwrap();
+            assert!(
+                close(mean_abs, row.get::<_, Option<f64>>(1).unwrap()),
+                "{day} {feature}: mean |contribution|"
+            );
+            assert_eq!(
+                row.get::<_, bool>(2),
+                want["drift_detected"].as_bool().unwrap()
+            );
+        }
+    }
 
     // The spec's alert rule on prediction drift is in effect exactly on the days Evidently
     // flags: it fires at the first flagged day of each run and resolves at the next unflagged.

@@ -170,6 +170,7 @@ pub fn daily_row(day: &str, revision: u32, prediction_drift: f64) -> MetricRow {
             outliers("prediction", Some(0.0125), 2_399),
             outliers("fare_amount", Some(0.03), 2_399),
         ],
+        contributions: vec![],
         emitted_at: Utc::now(),
     }
 }
