@@ -332,9 +332,21 @@ impl PerformanceOperator {
             self.late_completions += 1;
             return false;
         }
-        // The truth came first (or its prediction never will): wait, holding the offset.
+        // The truth came first (or its prediction never will): wait, holding the offset in
+        // the panes of the windows still open (a closed window must not come back: it would
+        // restart at revision 1 and replace its own report).
+        let horizon = self.horizon_us;
         for state in &mut self.specs {
-            let pane = state.spec.pane_of(time);
+            let spec = state.spec;
+            let pane_start = spec.pane_start(time);
+            if pane_start
+                .saturating_add(spec.size_us)
+                .saturating_add(horizon)
+                <= watermark
+            {
+                continue;
+            }
+            let pane = spec.pane_of(time);
             state.panes.entry(pane).or_default().hold(position, offset);
         }
         self.completions.insert(
@@ -895,6 +907,31 @@ mod tests {
         let report = op.take_ready(4 * HOUR, false).remove(0);
         assert_eq!(report.overall.labelled_rows, 1);
         assert_eq!(report.unmatched_completions, 1);
+    }
+
+    #[test]
+    fn a_late_truth_does_not_resurrect_a_reported_window() {
+        let mut op = operator(&["1h", "3h"], 1);
+        predict(&mut op, "a", 10 * MINUTE, 12.0, 74.0);
+        complete(&mut op, "a", 20 * MINUTE, 10 * MINUTE, 10.0);
+        // The 1-hour window [0, 1h) closes at 3h (end plus the label horizon).
+        let first = op.take_ready(3 * HOUR, false);
+        assert_eq!(first.len(), 1);
+        op.evict(3 * HOUR);
+        // A truth for a trip of that hour whose prediction is gone: the 3-hour window is
+        // still open and counts it; the reported 1-hour window stays reported.
+        let completion = Completion {
+            time_us: 3 * HOUR + MINUTE,
+            prediction_time_us: 30 * MINUTE,
+            truth: Some(200.0),
+        };
+        assert!(op.complete("b", completion, DONE, 99, 3 * HOUR));
+        let later = op.take_ready(10 * HOUR, true);
+        assert!(
+            later.iter().all(|r| r.spec.size_us == 3 * HOUR),
+            "only the 3-hour window reports again: {later:?}"
+        );
+        assert_eq!(later[0].unmatched_completions, 1);
     }
 
     #[test]
