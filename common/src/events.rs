@@ -183,7 +183,32 @@ pub struct MetricRow {
     /// Per model feature, its contributions (`monitor --model`); empty without a model.
     #[serde(default)]
     pub contributions: Vec<FeatureContribution>,
+    /// Drift and data quality per segment of the segment dimensions with `drift = true`,
+    /// each against the same segment of the reference; empty without such dimensions.
+    #[serde(default)]
+    pub segments: Vec<SegmentDrift>,
     pub emitted_at: DateTime<Utc>,
+}
+
+/// Drift and data quality of one segment of a window (`pickup_borough` = `Queens`), tested
+/// against the reference rows of the same segment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentDrift {
+    pub dimension: String,
+    pub segment: String,
+    pub row_count: u64,
+    pub reference_rows: u64,
+    /// The window or the reference holds fewer rows of the segment than the spec's
+    /// `min_segment_rows`: only counts and missing values are reported, no drift.
+    pub too_small: bool,
+    pub number_of_missing_values: u64,
+    pub share_of_missing_values: Option<f64>,
+    /// The tests as for the whole window; `None` and empty when `too_small`.
+    pub prediction_drift: Option<ColumnDrift>,
+    pub number_of_drifted_columns: Option<u32>,
+    pub share_of_drifted_columns: Option<f64>,
+    pub dataset_drift: Option<bool>,
+    pub columns: Vec<ColumnDrift>,
 }
 
 /// The shape of a monitor's windows (a window key without its start and end).
@@ -461,6 +486,7 @@ mod tests {
                 values: 3,
             }],
             contributions: vec![],
+            segments: vec![],
             emitted_at: Utc::now(),
         };
         let json = serde_json::to_string(&row).unwrap();

@@ -49,9 +49,14 @@ pub struct Spec {
     /// Per-column drift test and threshold; columns not listed get Evidently's default.
     #[serde(default)]
     pub columns: BTreeMap<String, ColumnSpec>,
-    /// Segments: model performance is also computed per value of each.
+    /// Segments: model performance is also computed per value of each, and drift and data
+    /// quality for the dimensions with `drift = true`.
     #[serde(default)]
     pub segments: Vec<SegmentSpec>,
+    /// A segment with fewer rows than this in a window, or in the reference, gets its counts
+    /// and missing values but no drift tests.
+    #[serde(default = "default_segment_min_rows")]
+    pub segment_min_rows: u64,
     /// Model performance and fairness, once completions bring the target.
     #[serde(default)]
     pub performance: PerformanceSpec,
@@ -108,6 +113,14 @@ pub struct SegmentSpec {
     pub column: String,
     #[serde(default)]
     pub lookup: Option<LookupSpec>,
+    /// Also test drift and data quality per segment of this dimension, against the same
+    /// segment of the reference (costs one set of value counts per segment and window).
+    #[serde(default)]
+    pub drift: bool,
+}
+
+fn default_segment_min_rows() -> u64 {
+    30
 }
 
 /// A CSV file mapping a column's values (`key`) to segment names (`value`); values not in the

@@ -14,9 +14,8 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
 use streamwatch_common::spec::{LookupSpec, PerformanceSpec, SegmentSpec};
 use streamwatch_common::telemetry::resident_memory_bytes;
-use streamwatch_monitor::performance::{
-    Completion, PerformanceOperator, Position, Prediction, Segmenter,
-};
+use streamwatch_monitor::performance::{Completion, PerformanceOperator, Position, Prediction};
+use streamwatch_monitor::segments::Segmenter;
 use streamwatch_monitor::window::WindowSpec;
 
 mod common;
@@ -63,6 +62,7 @@ fn main() {
                 name: (*name).into(),
                 column: "PULocationID".into(),
                 lookup: Some(lookup(value)),
+                drift: false,
             };
             Segmenter::new(&spec, &counted).unwrap()
         })

@@ -262,6 +262,7 @@ mod tests {
             quantiles: vec![],
             outliers: vec![],
             contributions: vec![],
+            segments: vec![],
             emitted_at: Utc::now(),
         }
     }

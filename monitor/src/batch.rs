@@ -27,6 +27,17 @@ pub struct Slice {
     pub to: Option<NaiveDateTime>,
     /// Cut into tumbling windows of this many seconds (aligned to the Unix epoch).
     pub window_seconds: Option<i64>,
+    /// Also group by the values of this numeric column (segments).
+    pub group_column: Option<String>,
+}
+
+/// The aggregates of one group of rows: a window (or the whole slice) and, when the slice
+/// groups by a column, one value of it (`None`: missing).
+#[derive(Debug)]
+pub struct Group {
+    pub window_start: Option<NaiveDateTime>,
+    pub group_value: Option<f64>,
+    pub data: WindowData,
 }
 
 /// A file's aggregates: per window start (or `None` for the whole slice).
@@ -80,6 +91,24 @@ pub async fn aggregate_parquet(
     slice: &Slice,
     error: impl Fn(String) -> MonitorError,
 ) -> Result<Aggregates> {
+    let slice = Slice {
+        group_column: None,
+        ..slice.clone()
+    };
+    let groups = aggregate_groups(path, mapping, &slice, error).await?;
+    Ok(groups
+        .into_iter()
+        .map(|group| (group.window_start, group.data))
+        .collect())
+}
+
+/// [`aggregate_parquet`] per window and value of the slice's group column.
+pub async fn aggregate_groups(
+    path: &str,
+    mapping: &ColumnMapping,
+    slice: &Slice,
+    error: impl Fn(String) -> MonitorError,
+) -> Result<Vec<Group>> {
     let ctx = SessionContext::new();
     ctx.register_udaf(value_counts_udaf());
     ctx.register_parquet("data", path, ParquetReadOptions::default())
@@ -105,6 +134,11 @@ pub async fn aggregate_parquet(
             return Err(error(format!("time column {time:?} is missing")));
         }
     }
+    // Without a group column, a null aggregate keeps the column without grouping by it.
+    let (group_expr, group_by) = match &slice.group_column {
+        Some(column) => (format!("CAST({} AS DOUBLE)", quote(column)), "1, 2"),
+        None => ("MIN(CAST(NULL AS DOUBLE))".to_owned(), "1"),
+    };
 
     // Value counts are needed for the monitored columns and for every float column (their
     // missing cells include NaN and ±inf); each column is aggregated once.
@@ -177,17 +211,18 @@ pub async fn aggregate_parquet(
         format!("WHERE {}", filters.join(" AND "))
     };
     let sql = format!(
-        "SELECT {window_expr} AS window_start, CAST(COUNT(*) AS BIGINT) AS row_count, {} \
-         FROM data {where_clause} GROUP BY 1 ORDER BY 1",
+        "SELECT {window_expr} AS window_start, {group_expr} AS group_value, \
+         CAST(COUNT(*) AS BIGINT) AS row_count, {} \
+         FROM data {where_clause} GROUP BY {group_by} ORDER BY {group_by}",
         select.join(", ")
     );
     tracing::debug!(%sql, "aggregating");
     let batches = ctx.sql(&sql).await?.collect().await?;
 
-    let mut out = Aggregates::new();
+    let mut out = Vec::new();
     for batch in &batches {
         for row in 0..batch.num_rows() {
-            let (start, data) = window_row(
+            let group = window_row(
                 batch,
                 row,
                 &schema,
@@ -196,20 +231,21 @@ pub async fn aggregate_parquet(
                 counted_exprs.len(),
                 &missing,
             )?;
-            out.insert(start, data);
+            out.push(group);
         }
     }
-    if out.is_empty() && slice.window_seconds.is_none() {
+    if out.is_empty() && slice.window_seconds.is_none() && slice.group_column.is_none() {
         // An empty selection is still one (empty) window, so its columns report "no values".
-        out.insert(
-            None,
-            WindowData {
+        out.push(Group {
+            window_start: None,
+            group_value: None,
+            data: WindowData {
                 row_count: 0,
                 number_of_columns: data_fields.len() as u32,
                 number_of_missing_values: 0,
                 columns: vec![ColumnSample::default(); counted.len()],
             },
-        );
+        });
     }
     Ok(out)
 }
@@ -222,10 +258,16 @@ fn window_row(
     counted: &[String],
     counted_exprs: usize,
     missing: &[MissingCount],
-) -> Result<(Option<NaiveDateTime>, WindowData)> {
+) -> Result<Group> {
+    let column = |name: &str| {
+        batch
+            .column_by_name(name)
+            .expect("the query selects it")
+            .clone()
+    };
     // DataFusion's TIMESTAMP is nanoseconds; read it as microseconds like the events.
     let start_column = cast(
-        batch.column(0),
+        &column("window_start"),
         &DataType::Timestamp(TimeUnit::Microsecond, None),
     )?;
     let start_column = start_column.as_primitive::<TimestampMicrosecondType>();
@@ -233,7 +275,10 @@ fn window_row(
         .then(|| chrono::DateTime::from_timestamp_micros(start_column.value(row)))
         .flatten()
         .map(|t| t.naive_utc());
-    let row_count = batch.column(1).as_primitive::<Int64Type>().value(row) as u64;
+    let group_column = column("group_value");
+    let group_column = group_column.as_primitive::<Float64Type>();
+    let group_value = (!group_column.is_null(row)).then(|| group_column.value(row));
+    let row_count = column("row_count").as_primitive::<Int64Type>().value(row) as u64;
     let counts: Vec<ValueCounts> = (0..counted_exprs)
         .map(|i| {
             let column = batch
@@ -280,15 +325,16 @@ fn window_row(
             ColumnSample::new(&counts, integer)
         })
         .collect();
-    Ok((
-        start,
-        WindowData {
+    Ok(Group {
+        window_start: start,
+        group_value,
+        data: WindowData {
             row_count,
             number_of_columns: data_columns as u32,
             number_of_missing_values,
             columns,
         },
-    ))
+    })
 }
 
 /// Builds the reference profile from a Parquet file (the whole file is the reference), or

@@ -191,6 +191,8 @@ pub struct Resolved {
     /// The target's field in completion events, when the spec names one.
     pub target: Option<String>,
     pub segments: Vec<SegmentSpec>,
+    /// Segments with fewer rows get no drift tests (`Spec::segment_min_rows`).
+    pub segment_min_rows: u64,
     pub performance: PerformanceSpec,
     pub alerts: Vec<AlertSpec>,
     pub model: Option<ModelSpec>,
@@ -233,6 +235,7 @@ impl Resolved {
                     timestamp: Some(spec.timestamp.clone()),
                     target: spec.target.clone(),
                     segments: spec.segments.clone(),
+                    segment_min_rows: spec.segment_min_rows,
                     performance: spec.performance.clone(),
                     alerts: spec.alerts.clone(),
                     model: spec.model.clone(),
@@ -245,6 +248,7 @@ impl Resolved {
                 timestamp: None,
                 target: None,
                 segments: Vec::new(),
+                segment_min_rows: 0,
                 performance: PerformanceSpec::default(),
                 alerts: Vec::new(),
                 model: None,

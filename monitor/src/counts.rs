@@ -215,6 +215,10 @@ impl ValueCountsAccumulator {
         &self.counts
     }
 
+    pub fn counts_mut(&mut self) -> &mut ValueCounts {
+        &mut self.counts
+    }
+
     pub fn into_counts(self) -> ValueCounts {
         self.counts
     }

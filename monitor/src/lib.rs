@@ -14,6 +14,7 @@ pub mod outliers;
 pub mod performance;
 pub mod profile;
 pub mod report;
+pub mod segments;
 pub mod service;
 pub mod spec;
 pub mod window;

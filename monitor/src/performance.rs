@@ -18,109 +18,15 @@ use rustc_hash::{FxHashMap, FxHasher};
 use streamwatch_common::events::{
     ColumnOutliers, LabelDelay, PerformanceStats, RegressionMetrics, SegmentPerformance,
 };
-use streamwatch_common::spec::{PerformanceSpec, SegmentSpec};
+use streamwatch_common::spec::PerformanceSpec;
 use streamwatch_stats::{pairwise_sum, Distribution};
 
 use crate::outliers::OutlierBounds;
+use crate::segments::Segmenter;
 use crate::window::WindowSpec;
-use crate::{MonitorError, Result};
-
-/// Segment value of events whose segment column is missing.
-pub const MISSING_SEGMENT: &str = "(missing)";
-/// Segment value of events whose column value the lookup table does not have.
-pub const UNMAPPED_SEGMENT: &str = "(unmapped)";
 
 /// Pending predictions and completions are expired in buckets of this much event time.
 const EXPIRY_BUCKET_US: i64 = 60 * 1_000_000;
-
-/// One segment dimension, ready to classify events.
-#[derive(Debug, Clone)]
-pub struct Segmenter {
-    pub name: String,
-    /// Index of the segment column among the monitor's counted columns.
-    pub column: usize,
-    /// Column value (as text) → segment name.
-    lookup: Option<FxHashMap<String, String>>,
-    /// Interned segment names; events carry their index.
-    names: Vec<String>,
-    ids: FxHashMap<String, u32>,
-}
-
-impl Segmenter {
-    /// `counted` are the monitor's counted columns (the segment column must be one).
-    pub fn new(spec: &SegmentSpec, counted: &[String]) -> Result<Self> {
-        let column = counted
-            .iter()
-            .position(|c| *c == spec.column)
-            .ok_or_else(|| {
-                MonitorError::Config(format!(
-                    "segment {:?}: column {:?} is not monitored",
-                    spec.name, spec.column
-                ))
-            })?;
-        let lookup = match &spec.lookup {
-            None => None,
-            Some(lookup) => Some(read_lookup(&lookup.path, &lookup.key, &lookup.value)?),
-        };
-        Ok(Self {
-            name: spec.name.clone(),
-            column,
-            lookup,
-            names: Vec::new(),
-            ids: FxHashMap::default(),
-        })
-    }
-
-    /// The segment of a column value (numbers as their shortest text: `74`, `2.5`).
-    pub fn classify(&mut self, value: Option<f64>) -> u32 {
-        let text = match value {
-            None => MISSING_SEGMENT.to_owned(),
-            Some(v) if v.fract() == 0.0 && v.abs() < 1e15 => format!("{}", v as i64),
-            Some(v) => format!("{v}"),
-        };
-        let name = match &self.lookup {
-            None => text,
-            Some(_) if value.is_none() => text,
-            Some(table) => table
-                .get(&text)
-                .cloned()
-                .unwrap_or_else(|| UNMAPPED_SEGMENT.to_owned()),
-        };
-        if let Some(id) = self.ids.get(&name) {
-            return *id;
-        }
-        let id = self.names.len() as u32;
-        self.names.push(name.clone());
-        self.ids.insert(name, id);
-        id
-    }
-
-    pub fn name_of(&self, id: u32) -> &str {
-        &self.names[id as usize]
-    }
-}
-
-/// Reads `key → value` from a CSV file with a header row.
-fn read_lookup(path: &str, key: &str, value: &str) -> Result<FxHashMap<String, String>> {
-    let fail = |reason: String| MonitorError::Config(format!("lookup table {path}: {reason}"));
-    let mut reader = csv::Reader::from_path(path).map_err(|e| fail(e.to_string()))?;
-    let headers = reader.headers().map_err(|e| fail(e.to_string()))?.clone();
-    let position = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| fail(format!("no column {name:?} (columns: {headers:?})")))
-    };
-    let (key_at, value_at) = (position(key)?, position(value)?);
-    let mut table = FxHashMap::default();
-    for record in reader.records() {
-        let record = record.map_err(|e| fail(e.to_string()))?;
-        if let (Some(k), Some(v)) = (record.get(key_at), record.get(value_at)) {
-            table.insert(k.to_owned(), v.to_owned());
-        }
-    }
-    Ok(table)
-}
 
 /// What performance needs of a scored event.
 #[derive(Debug, Clone)]
@@ -753,13 +659,7 @@ mod tests {
             min_segment_rows: min_rows,
             fairness_band: [0.8, 1.25],
         };
-        let segmenter = Segmenter {
-            name: "zone".into(),
-            column: 1,
-            lookup: None,
-            names: Vec::new(),
-            ids: FxHashMap::default(),
-        };
+        let segmenter = Segmenter::by_value("zone", 1);
         PerformanceOperator::new(&specs, 2 * HOUR, settings, vec![segmenter])
     }
 

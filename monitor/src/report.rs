@@ -107,6 +107,7 @@ pub fn metric_row(
         quantiles: metrics.quantiles,
         outliers: metrics.outliers,
         contributions: metrics.contributions,
+        segments: Vec::new(),
         emitted_at: Utc::now(),
     }
 }
@@ -157,6 +158,7 @@ pub async fn batch(args: &BatchArgs) -> Result<Vec<BatchWindow>> {
         from,
         to,
         window_seconds,
+        group_column: None,
     };
     let current_error = |reason| MonitorError::Current {
         path: args.current.clone(),

@@ -22,8 +22,9 @@ use crate::decode::{decode_completion, DecodedEvent, Decoder};
 use crate::evaluate::{evaluate, ReferenceColumn};
 use crate::mapping::ColumnMapping;
 use crate::outliers::OutlierBounds;
-use crate::performance::{PerformanceOperator, Position, Prediction, Segmenter};
+use crate::performance::{PerformanceOperator, Position, Prediction};
 use crate::report::{late_events, metric_row, performance_report};
+use crate::segments::{segment_drift, SegmentReference, Segmenter};
 use crate::window::{parse_duration, MicroBatch, Watermarks, WindowOperator, WindowSpec};
 use crate::{MonitorError, Result};
 
@@ -83,6 +84,21 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
         "reference profile built"
     );
 
+    let counted = mapping.counted_columns();
+    let mut drift_segmenters = resolved
+        .segments
+        .iter()
+        .filter(|segment| segment.drift)
+        .map(|segment| Segmenter::new(segment, &counted))
+        .collect::<Result<Vec<_>>>()?;
+    let segment_reference = SegmentReference::from_parquet(
+        &resolved.reference,
+        &mapping,
+        &reference,
+        &mut drift_segmenters,
+    )
+    .await?;
+
     let kafka = args.kafka.clone();
     tokio::task::spawn_blocking(move || kafka.check_reachable(Duration::from_secs(10)))
         .await
@@ -92,7 +108,6 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
         None
     } else {
         topics.push(&args.completions_topic);
-        let counted = mapping.counted_columns();
         let segmenters = resolved
             .segments
             .iter()
@@ -138,7 +153,14 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
 
     let mut state = LoopState {
         decoder: Decoder::new(&mapping.counted_columns(), &mapping.ignored),
-        operator: WindowOperator::new(&specs, mapping.counted_columns().len(), horizon),
+        operator: WindowOperator::new(&specs, counted.len(), horizon)
+            .with_segment_dimensions(drift_segmenters.len()),
+        segments: DriftSegments {
+            segmenters: drift_segmenters,
+            reference: segment_reference,
+            min_rows: resolved.segment_min_rows,
+            ids: Vec::new(),
+        },
         watermarks: Watermarks::new(lateness, idle),
         completion_marks: Watermarks::new(lateness, idle),
         batch: MicroBatch::default(),
@@ -186,6 +208,7 @@ struct LoopState {
     completion_marks: Watermarks,
     batch: MicroBatch,
     event: DecodedEvent,
+    segments: DriftSegments,
     /// One past the last consumed offset, per topic and partition.
     next_offsets: FxHashMap<Position, i64>,
     /// The join with completions, when a completions topic is read.
@@ -193,6 +216,15 @@ struct LoopState {
     /// The target's field in completion events.
     target: String,
     alerts: Alerts,
+}
+
+/// Drift and data quality per segment (`[[segments]]` with `drift = true`).
+struct DriftSegments {
+    segmenters: Vec<Segmenter>,
+    reference: SegmentReference,
+    min_rows: u64,
+    /// The current event's segment ids (reused).
+    ids: Vec<u32>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -294,7 +326,15 @@ fn take_scored(
         metrics::counter!("streamwatch_monitor_duplicates_total").increment(1);
         return Ok(());
     }
-    state.batch.push(&state.event, position.partition, offset);
+    let segments = &mut state.segments;
+    segments.ids.clear();
+    for segmenter in &mut segments.segmenters {
+        let value = state.event.values.get(segmenter.column).copied().flatten();
+        segments.ids.push(segmenter.classify(value));
+    }
+    state
+        .batch
+        .push_segmented(&state.event, &segments.ids, position.partition, offset);
     if let (Some(performance), Some(id)) = (&mut state.performance, &state.event.trip_id) {
         let prediction = Prediction {
             time_us: time,
@@ -374,9 +414,17 @@ async fn process(
     for window in state.operator.take_ready(watermark, flush) {
         let started = Instant::now();
         let metrics = evaluate(mapping, reference, &window.data);
+        let mut row = metric_row(mapping, &window, metrics);
+        let segments = &state.segments;
+        row.segments = segment_drift(
+            mapping,
+            &segments.reference,
+            &segments.segmenters,
+            &window.segments,
+            segments.min_rows,
+        );
         metrics::histogram!("streamwatch_monitor_window_eval_seconds")
             .record(started.elapsed().as_secs_f64());
-        let row = metric_row(mapping, &window, metrics);
         let (key, kind) = (row.window.message_key(), row.window.kind.as_str());
         let (revision, rows, drifted) =
             (row.revision, row.row_count, row.number_of_drifted_columns);

@@ -65,8 +65,7 @@ path = "ref.parquet"
                 let spec = Spec::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                 let counted = mapping(&spec).unwrap().counted_columns();
                 for segment in &spec.segments {
-                    let mut segmenter =
-                        crate::performance::Segmenter::new(segment, &counted).unwrap();
+                    let mut segmenter = crate::segments::Segmenter::new(segment, &counted).unwrap();
                     assert_ne!(
                         segmenter.classify(Some(74.0)),
                         segmenter.classify(None),

@@ -20,6 +20,7 @@ use streamwatch_common::events::WindowKind;
 use crate::counts::ValueCountsAccumulator;
 use crate::decode::DecodedEvent;
 use crate::evaluate::{ColumnSample, WindowData};
+use crate::segments::SegmentWindow;
 use crate::{MonitorError, Result};
 use streamwatch_stats::Distribution;
 
@@ -123,10 +124,24 @@ pub struct MicroBatch {
     cell_ends: Vec<usize>,
     cells: Vec<(u32, bool)>,
     values: Vec<Vec<Option<f64>>>,
+    /// Per row, its segment id in each drift dimension (row-major).
+    segments: Vec<u32>,
 }
 
 impl MicroBatch {
     pub fn push(&mut self, event: &DecodedEvent, partition: i32, offset: i64) {
+        self.push_segmented(event, &[], partition, offset);
+    }
+
+    /// An event with its segment id per drift dimension (as many as the operator has).
+    pub fn push_segmented(
+        &mut self,
+        event: &DecodedEvent,
+        segments: &[u32],
+        partition: i32,
+        offset: i64,
+    ) {
+        self.segments.extend_from_slice(segments);
         if self.values.len() < event.values.len() {
             self.values.resize_with(event.values.len(), Vec::new);
         }
@@ -155,6 +170,7 @@ impl MicroBatch {
         self.cell_ends.clear();
         self.cells.clear();
         self.values.iter_mut().for_each(Vec::clear);
+        self.segments.clear();
     }
 
     fn cells_of(&self, row: usize) -> &[(u32, bool)] {
@@ -174,6 +190,8 @@ struct Pane {
     /// Lowest offset per partition of the events in this pane: the consumer may not
     /// commit past it while the pane is kept.
     first_offsets: FxHashMap<i32, i64>,
+    /// The pane's rows of each segment, by (drift dimension, segment id).
+    segments: FxHashMap<(usize, u32), Pane>,
 }
 
 impl Pane {
@@ -197,6 +215,23 @@ impl Pane {
             self.present[id] += u64::from(!missing);
         }
     }
+
+    /// Adds one row of `batch` to the sub-pane of each of its segments.
+    fn add_to_segments(&mut self, batch: &MicroBatch, row: usize, dimensions: usize) {
+        let columns = self.columns.len();
+        for dimension in 0..dimensions {
+            let segment = batch.segments[row * dimensions + dimension];
+            let sub = self
+                .segments
+                .entry((dimension, segment))
+                .or_insert_with(|| Pane::new(columns));
+            for (counts, values) in sub.columns.iter_mut().zip(&batch.values) {
+                counts.counts_mut().add(values[row]);
+            }
+            sub.add_cells(batch.cells_of(row));
+            sub.rows += 1;
+        }
+    }
 }
 
 /// A window ready to be reported.
@@ -206,6 +241,8 @@ pub struct ReadyWindow {
     pub start_us: i64,
     pub revision: u32,
     pub data: WindowData,
+    /// The window's rows per segment of each drift dimension.
+    pub segments: Vec<SegmentWindow>,
 }
 
 #[derive(Debug)]
@@ -380,6 +417,8 @@ pub struct LateAssignment {
 pub struct WindowOperator {
     specs: Vec<SpecState>,
     columns: usize,
+    /// Drift dimensions: each row of a micro-batch carries one segment id per dimension.
+    segment_dimensions: usize,
     horizon_us: i64,
     scratch: Vec<ArrayRef>,
     /// Hashes of the event ids seen, bucketed by event-time hour, for deduplication.
@@ -401,10 +440,18 @@ impl WindowOperator {
                 })
                 .collect(),
             columns,
+            segment_dimensions: 0,
             horizon_us,
             scratch: Vec::new(),
             seen_ids: BTreeMap::new(),
         }
+    }
+
+    /// Keeps every window's rows also per segment of `dimensions` drift dimensions (the
+    /// micro-batches then carry as many segment ids per row).
+    pub fn with_segment_dimensions(mut self, dimensions: usize) -> Self {
+        self.segment_dimensions = dimensions;
+        self
     }
 
     /// Adds a micro-batch; `watermark` is the watermark before the batch.
@@ -420,7 +467,9 @@ impl WindowOperator {
             self.scratch
                 .push(Arc::new(Float64Array::from(values.to_vec())) as ArrayRef);
         }
+        debug_assert_eq!(batch.segments.len(), batch.len() * self.segment_dimensions);
         let horizon = self.horizon_us;
+        let dimensions = self.segment_dimensions;
         for state in &mut self.specs {
             let spec = state.spec;
             let mut row = 0;
@@ -457,6 +506,9 @@ impl WindowOperator {
                 }
                 for r in row..end {
                     pane.add_cells(batch.cells_of(r));
+                    if dimensions > 0 {
+                        pane.add_to_segments(batch, r, dimensions);
+                    }
                     let first = pane
                         .first_offsets
                         .entry(batch.partitions[r])
@@ -491,14 +543,29 @@ impl WindowOperator {
             for start in starts {
                 state.pending.remove(&start);
                 let first_pane = spec.pane_of(start);
-                let panes = state
-                    .panes
-                    .range(first_pane..first_pane + spec.panes_per_window())
-                    .map(|(_, pane)| pane);
-                let data = merge_panes(panes, self.columns);
+                let panes = || {
+                    state
+                        .panes
+                        .range(first_pane..first_pane + spec.panes_per_window())
+                        .map(|(_, pane)| pane)
+                };
+                let data = merge_panes(panes(), self.columns);
                 if data.row_count == 0 {
                     continue;
                 }
+                let keys: BTreeSet<(usize, u32)> =
+                    panes().flat_map(|p| p.segments.keys().copied()).collect();
+                let segments = keys
+                    .into_iter()
+                    .map(|key| SegmentWindow {
+                        dimension: key.0,
+                        segment: key.1,
+                        data: merge_panes(
+                            panes().filter_map(|p| p.segments.get(&key)),
+                            self.columns,
+                        ),
+                    })
+                    .collect();
                 let revision = state.revisions.entry(start).or_insert(0);
                 *revision += 1;
                 ready.push(ReadyWindow {
@@ -506,6 +573,7 @@ impl WindowOperator {
                     start_us: start,
                     revision: *revision,
                     data,
+                    segments,
                 });
             }
         }

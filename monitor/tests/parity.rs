@@ -129,6 +129,7 @@ async fn check_file(file: &str, scored: &mut Option<PathBuf>) -> usize {
             from: bound("start"),
             to: bound("end"),
             window_seconds: None,
+            group_column: None,
         };
         let reference = reference_from_parquet(reference_path.to_str().unwrap(), &mapping)
             .await

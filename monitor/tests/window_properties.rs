@@ -527,4 +527,57 @@ proptest! {
         prop_assert_eq!(&again, &expected_again);
         prop_assert_eq!(&rest, &expected_rest);
     }
+
+    /// With segment dimensions, every window also reports, per (dimension, segment) present
+    /// in it, exactly the contents of its events of that segment, across micro-batches and
+    /// sliding panes.
+    #[test]
+    fn segment_sub_windows_equal_a_from_scratch_computation(
+        specs in specs(),
+        events in events(1..60),
+        sizes in batch_sizes(),
+    ) {
+        let mut op = WindowOperator::new(&specs, MONITORED, 0).with_segment_dimensions(2);
+        let mut offset = 0;
+        for chunk in chunks(&events, &sizes) {
+            let mut batch = MicroBatch::default();
+            for event in chunk {
+                batch.push_segmented(&event.decoded(), &segments_of(event), 0, offset);
+                offset += 1;
+            }
+            op.ingest(&batch, i64::MIN);
+        }
+        let ready = op.take_ready(i64::MIN, true);
+        let expected = expected_windows(&specs, &events);
+        prop_assert_eq!(ready.len(), expected.len());
+        for window in &ready {
+            let in_window = &expected[&key(window.spec, window.start_us)];
+            let mut wanted: BTreeMap<(usize, u32), Contents> = BTreeMap::new();
+            for dimension in 0..2 {
+                let ids: BTreeSet<u32> =
+                    in_window.iter().map(|e| segments_of(e)[dimension]).collect();
+                for id in ids {
+                    let of_segment = in_window
+                        .iter()
+                        .copied()
+                        .filter(|e| segments_of(e)[dimension] == id);
+                    wanted.insert((dimension, id), Contents::from_scratch(of_segment));
+                }
+            }
+            let got: BTreeMap<(usize, u32), Contents> = window
+                .segments
+                .iter()
+                .map(|s| ((s.dimension, s.segment), Contents::of(&s.data)))
+                .collect();
+            prop_assert_eq!(got.len(), window.segments.len(), "a segment reported twice");
+            prop_assert_eq!(&got, &wanted, "window {:?}", window.start_us);
+        }
+    }
+}
+
+/// Two segment dimensions of an event: its time modulo 3, and whether its first column
+/// holds a positive value.
+fn segments_of(event: &Event) -> [u32; 2] {
+    let positive = matches!(event.cells[0], Cell::Value(v) if v > 0.0);
+    [event.time_us.rem_euclid(3) as u32, u32::from(positive)]
 }

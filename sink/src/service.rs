@@ -1,14 +1,18 @@
 //! The database side: the connection pool and the upsert of metric rows.
 
 use std::collections::HashSet;
+use std::hash::Hash;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, Transaction,
+};
 use streamwatch_common::events::{
-    ColumnDrift, ColumnOutliers, FeatureContribution, LateEvents, MetricRow, MetricsRecord,
-    PerformanceReport, PerformanceStats,
+    AlertEvent, ColumnDrift, FeatureContribution, LateEvents, MetricRow, MetricsRecord,
+    PerformanceReport, PerformanceStats, SegmentDrift, WindowKey,
 };
 use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
 
 use crate::config::DatabaseArgs;
@@ -41,49 +45,6 @@ ON CONFLICT (monitor, window_kind, window_size_seconds, window_step_seconds, win
     stored_at = now()
 WHERE window_metrics.revision <= EXCLUDED.revision
 RETURNING revision";
-
-const DELETE_COLUMNS: &str = "DELETE FROM column_drift WHERE monitor = $1 AND window_kind = $2 \
-     AND window_size_seconds = $3 AND window_step_seconds = $4 AND window_start = $5";
-
-const DELETE_QUANTILES: &str =
-    "DELETE FROM column_quantiles WHERE monitor = $1 AND window_kind = $2 \
-     AND window_size_seconds = $3 AND window_step_seconds = $4 AND window_start = $5";
-
-const DELETE_OUTLIERS: &str =
-    "DELETE FROM column_outliers WHERE monitor = $1 AND window_kind = $2 \
-     AND window_size_seconds = $3 AND window_step_seconds = $4 AND window_start = $5";
-
-const INSERT_OUTLIERS: &str = "\
-INSERT INTO column_outliers (
-    monitor, window_kind, window_size_seconds, window_step_seconds, window_start,
-    column_name, lower_quantile, upper_quantile, lower_bound, upper_bound,
-    share_outside_quantiles, iqr_lower_fence, iqr_upper_fence, share_outside_iqr, finite_values)
-SELECT $1, $2, $3, $4, $5, o.*
-FROM UNNEST($6::text[], $7::float8[], $8::float8[], $9::float8[], $10::float8[], $11::float8[],
-            $12::float8[], $13::float8[], $14::float8[], $15::int8[]) AS o";
-
-const DELETE_CONTRIBUTIONS: &str =
-    "DELETE FROM feature_contributions WHERE monitor = $1 AND window_kind = $2 \
-     AND window_size_seconds = $3 AND window_step_seconds = $4 AND window_start = $5";
-
-const INSERT_CONTRIBUTIONS: &str = "\
-INSERT INTO feature_contributions (
-    monitor, window_kind, window_size_seconds, window_step_seconds, window_start,
-    feature, coefficient, reference_mean, mean_contribution, mean_abs_contribution,
-    reference_mean_abs_contribution, drift_score, drift_detected, rows)
-SELECT $1, $2, $3, $4, $5, c.*
-FROM UNNEST($6::text[], $7::float8[], $8::float8[], $9::float8[], $10::float8[], $11::float8[],
-            $12::float8[], $13::bool[], $14::int8[]) AS c";
-
-/// One statement per window for all its columns: arrays unnested into rows.
-const INSERT_COLUMNS: &str = "\
-INSERT INTO column_drift (
-    monitor, window_kind, window_size_seconds, window_step_seconds, window_start,
-    column_name, column_type, stattest, threshold, score, drift_detected,
-    reference_rows, current_rows, error)
-SELECT $1, $2, $3, $4, $5, c.*
-FROM UNNEST($6::text[], $7::text[], $8::text[], $9::float8[], $10::float8[], $11::bool[],
-            $12::int8[], $13::int8[], $14::text[]) AS c";
 
 /// Upserts a window's performance; an older revision leaves a newer one in place.
 const UPSERT_PERFORMANCE: &str = "\
@@ -124,22 +85,6 @@ ON CONFLICT (monitor, window_kind, window_size_seconds, window_step_seconds, win
 WHERE window_performance.revision <= EXCLUDED.revision
 RETURNING revision";
 
-const DELETE_SEGMENTS: &str =
-    "DELETE FROM segment_performance WHERE monitor = $1 AND window_kind = $2 \
-     AND window_size_seconds = $3 AND window_step_seconds = $4 AND window_start = $5";
-
-const INSERT_SEGMENTS: &str = "\
-INSERT INTO segment_performance (
-    monitor, window_kind, window_size_seconds, window_step_seconds, window_start,
-    dimension, value, predictions, labelled_rows, too_small, mae, rmse, mape, mape_rows, r2,
-    mean_error, label_delay_mean_seconds, label_delay_p50_seconds, label_delay_p95_seconds,
-    label_delay_max_seconds, mae_ratio, bias_ratio, unfair)
-SELECT $1, $2, $3, $4, $5, s.*
-FROM UNNEST($6::text[], $7::text[], $8::int8[], $9::int8[], $10::bool[], $11::float8[],
-            $12::float8[], $13::float8[], $14::int8[], $15::float8[], $16::float8[],
-            $17::float8[], $18::float8[], $19::float8[], $20::float8[], $21::float8[],
-            $22::float8[], $23::bool[]) AS s";
-
 /// Stores an alert transition; a repeated one replaces itself.
 const UPSERT_ALERT: &str = "\
 INSERT INTO alerts (
@@ -167,12 +112,145 @@ SELECT $1, $2, $3, $4, $5, e.partition, e.offset_, e.event_time, $6, $7
 FROM UNNEST($8::int4[], $9::int8[], $10::timestamp[]) AS e(partition, offset_, event_time)
 ON CONFLICT DO NOTHING";
 
-const INSERT_QUANTILES: &str = "\
-INSERT INTO column_quantiles (
-    monitor, window_kind, window_size_seconds, window_step_seconds, window_start,
-    column_name, quantile, value)
-SELECT $1, $2, $3, $4, $5, q.*
-FROM UNNEST($6::text[], $7::float8[], $8::float8[]) AS q";
+/// A table of per-window rows (columns, quantiles, segments...), replaced whenever its window's
+/// row is stored: the window's rows are deleted, then all the new ones inserted by one statement
+/// whose arrays (`$6`...) are unnested into rows. `$1`..`$5` are the window key in both.
+struct ChildTable {
+    delete: &'static str,
+    insert: &'static str,
+    /// What failed, for messages.
+    deleting: &'static str,
+    inserting: &'static str,
+}
+
+/// The `ChildTable` named `$table`, with `$columns` after the window key filled from `$arrays`.
+macro_rules! child_table {
+    ($table:literal, $columns:literal, $arrays:literal) => {
+        ChildTable {
+            delete: concat!(
+                "DELETE FROM ",
+                $table,
+                " WHERE monitor = $1 AND window_kind = $2 AND window_size_seconds = $3 \
+                 AND window_step_seconds = $4 AND window_start = $5"
+            ),
+            insert: concat!(
+                "INSERT INTO ",
+                $table,
+                " (monitor, window_kind, window_size_seconds, window_step_seconds, window_start, ",
+                $columns,
+                ") SELECT $1, $2, $3, $4, $5, r.* FROM UNNEST(",
+                $arrays,
+                ") AS r"
+            ),
+            deleting: concat!("delete from ", $table),
+            inserting: concat!("insert into ", $table),
+        }
+    };
+}
+
+const COLUMN_DRIFT: ChildTable = child_table!(
+    "column_drift",
+    "column_name, column_type, stattest, threshold, score, drift_detected, reference_rows, \
+     current_rows, error",
+    "$6::text[], $7::text[], $8::text[], $9::float8[], $10::float8[], $11::bool[], $12::int8[], \
+     $13::int8[], $14::text[]"
+);
+
+const COLUMN_QUANTILES: ChildTable = child_table!(
+    "column_quantiles",
+    "column_name, quantile, value",
+    "$6::text[], $7::float8[], $8::float8[]"
+);
+
+const COLUMN_OUTLIERS: ChildTable = child_table!(
+    "column_outliers",
+    "column_name, lower_quantile, upper_quantile, lower_bound, upper_bound, \
+     share_outside_quantiles, iqr_lower_fence, iqr_upper_fence, share_outside_iqr, finite_values",
+    "$6::text[], $7::float8[], $8::float8[], $9::float8[], $10::float8[], $11::float8[], \
+     $12::float8[], $13::float8[], $14::float8[], $15::int8[]"
+);
+
+const FEATURE_CONTRIBUTIONS: ChildTable = child_table!(
+    "feature_contributions",
+    "feature, coefficient, reference_mean, mean_contribution, mean_abs_contribution, \
+     reference_mean_abs_contribution, drift_score, drift_detected, rows",
+    "$6::text[], $7::float8[], $8::float8[], $9::float8[], $10::float8[], $11::float8[], \
+     $12::float8[], $13::bool[], $14::int8[]"
+);
+
+/// Child of `window_performance`.
+const SEGMENT_PERFORMANCE: ChildTable = child_table!(
+    "segment_performance",
+    "dimension, value, predictions, labelled_rows, too_small, mae, rmse, mape, mape_rows, r2, \
+     mean_error, label_delay_mean_seconds, label_delay_p50_seconds, label_delay_p95_seconds, \
+     label_delay_max_seconds, mae_ratio, bias_ratio, unfair",
+    "$6::text[], $7::text[], $8::int8[], $9::int8[], $10::bool[], $11::float8[], $12::float8[], \
+     $13::float8[], $14::int8[], $15::float8[], $16::float8[], $17::float8[], $18::float8[], \
+     $19::float8[], $20::float8[], $21::float8[], $22::float8[], $23::bool[]"
+);
+
+const SEGMENT_DRIFT: ChildTable = child_table!(
+    "segment_drift",
+    "dimension, segment, row_count, reference_rows, too_small, number_of_missing_values, \
+     share_of_missing_values, prediction_drift, prediction_stattest, prediction_threshold, \
+     prediction_drift_detected, number_of_drifted_columns, share_of_drifted_columns, \
+     dataset_drift",
+    "$6::text[], $7::text[], $8::int8[], $9::int8[], $10::bool[], $11::int8[], $12::float8[], \
+     $13::float8[], $14::text[], $15::float8[], $16::bool[], $17::int8[], $18::float8[], \
+     $19::bool[]"
+);
+
+/// Child of `segment_drift`: deleting a window's segments deletes their columns.
+const SEGMENT_COLUMN_DRIFT: ChildTable = child_table!(
+    "segment_column_drift",
+    "dimension, segment, column_name, column_type, stattest, threshold, score, drift_detected, \
+     reference_rows, current_rows, error",
+    "$6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::float8[], $12::float8[], \
+     $13::bool[], $14::int8[], $15::int8[], $16::text[]"
+);
+
+/// A statement parameter.
+type Param<'a> = &'a (dyn ToSql + Sync);
+
+/// One column of a child table's new rows, as an array parameter.
+type Array<'a> = Box<dyn ToSql + Send + Sync + 'a>;
+
+/// The array of `value` over `rows`.
+fn array<'a, T, U>(rows: &'a [T], value: impl Fn(&'a T) -> U) -> Array<'a>
+where
+    U: ToSql + Send + Sync + 'a,
+{
+    Box::new(rows.iter().map(value).collect::<Vec<U>>())
+}
+
+/// A window key as the leading parameters (`$1`..`$5`) of the statements about its window.
+struct Key<'a> {
+    window: &'a WindowKey,
+    kind: &'static str,
+}
+
+impl<'a> Key<'a> {
+    fn new(window: &'a WindowKey) -> Self {
+        Self {
+            window,
+            kind: window.kind.as_str(),
+        }
+    }
+
+    /// The key's parameters followed by `rest`.
+    fn params<'p>(&'p self, rest: &[Param<'p>]) -> Vec<Param<'p>> {
+        let w = self.window;
+        let mut params: Vec<Param<'p>> = vec![
+            &w.monitor,
+            &self.kind,
+            &w.size_seconds,
+            &w.step_seconds,
+            &w.start,
+        ];
+        params.extend_from_slice(rest);
+        params
+    }
+}
 
 /// What one batch did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -298,7 +376,8 @@ impl MetricStore {
     }
 
     /// Writes `records` in one transaction, in order. For each window row: upsert its window;
-    /// when that applied, replace the window's column, quantile and outlier rows. Late events are
+    /// when that applied, replace the window's column, quantile, outlier, contribution and
+    /// segment rows (likewise performance reports and their segments). Late events are
     /// inserted once. Nothing is written on error.
     pub async fn write(&self, records: &[MetricsRecord]) -> Result<WriteSummary> {
         let mut client = self.client().await?;
@@ -306,299 +385,258 @@ impl MetricStore {
             .transaction()
             .await
             .map_err(self.query_error("BEGIN"))?;
-        let upsert = tx
-            .prepare_cached(UPSERT_WINDOW)
-            .await
-            .map_err(self.query_error("prepare"))?;
-        let delete_columns = tx
-            .prepare_cached(DELETE_COLUMNS)
-            .await
-            .map_err(self.query_error("prepare"))?;
-        let delete_quantiles = tx
-            .prepare_cached(DELETE_QUANTILES)
-            .await
-            .map_err(self.query_error("prepare"))?;
-        let insert_columns = tx
-            .prepare_cached(INSERT_COLUMNS)
-            .await
-            .map_err(self.query_error("prepare"))?;
-        let insert_quantiles = tx
-            .prepare_cached(INSERT_QUANTILES)
-            .await
-            .map_err(self.query_error("prepare"))?;
-        let delete_outliers = tx
-            .prepare_cached(DELETE_OUTLIERS)
-            .await
-            .map_err(self.query_error("prepare"))?;
-        let insert_outliers = tx
-            .prepare_cached(INSERT_OUTLIERS)
-            .await
-            .map_err(self.query_error("prepare"))?;
-        let insert_late = tx
-            .prepare_cached(INSERT_LATE_EVENTS)
-            .await
-            .map_err(self.query_error("prepare"))?;
-
         let mut summary = WriteSummary::default();
         for record in records {
-            let row = match record {
-                MetricsRecord::Window(row) => row,
-                MetricsRecord::Alert(alert) => {
-                    let upsert = tx
-                        .prepare_cached(UPSERT_ALERT)
-                        .await
-                        .map_err(self.query_error("prepare"))?;
-                    let w = &alert.window;
-                    tx.execute(
-                        &upsert,
-                        &[
-                            &w.monitor,
-                            &w.kind.as_str(),
-                            &w.size_seconds,
-                            &w.step_seconds,
-                            &w.start,
-                            &w.end,
-                            &alert.rule,
-                            &alert.state.as_str(),
-                            &alert.metric,
-                            &alert.op,
-                            &alert.threshold,
-                            &i32::try_from(alert.for_windows).unwrap_or(i32::MAX),
-                            &alert.value,
-                            &alert.emitted_at,
-                        ],
-                    )
-                    .await
-                    .map_err(self.query_error("upsert of alerts"))?;
-                    summary.applied += 1;
-                    continue;
-                }
-                MetricsRecord::Performance(report) => {
-                    if self.write_performance(&tx, report).await? {
-                        summary.applied += 1;
-                    } else {
-                        summary.stale += 1;
-                    }
-                    continue;
-                }
-                MetricsRecord::LateEvents(late) => {
-                    let values = LateValues::new(late);
-                    tx.execute(
-                        &insert_late,
-                        &[
-                            &late.shape.monitor,
-                            &late.shape.kind.as_str(),
-                            &late.shape.size_seconds,
-                            &late.shape.step_seconds,
-                            &late.topic,
-                            &late.watermark,
-                            &late.emitted_at,
-                            &values.partitions,
-                            &values.offsets,
-                            &values.times,
-                        ],
-                    )
-                    .await
-                    .map_err(self.query_error("insert into late_events"))?;
-                    summary.applied += 1;
-                    continue;
-                }
+            let applied = match record {
+                MetricsRecord::Window(row) => self.write_window(&tx, row).await?,
+                MetricsRecord::Performance(report) => self.write_performance(&tx, report).await?,
+                MetricsRecord::Alert(alert) => self.write_alert(&tx, alert).await?,
+                MetricsRecord::LateEvents(late) => self.write_late(&tx, late).await?,
             };
-            let values = RowValues::new(row);
-            let key = values.key();
-            let applied = tx
-                .query_opt(
-                    &upsert,
-                    &[
-                        key[0],
-                        key[1],
-                        key[2],
-                        key[3],
-                        key[4],
-                        &row.window.end,
-                        &values.revision,
-                        &values.row_count,
-                        &values.number_of_columns,
-                        &values.number_of_missing_values,
-                        &row.share_of_missing_values,
-                        &values.prediction_score,
-                        &values.prediction_stattest,
-                        &values.prediction_threshold,
-                        &values.prediction_detected,
-                        &values.number_of_drifted_columns,
-                        &row.share_of_drifted_columns,
-                        &row.dataset_drift,
-                        &row.emitted_at,
-                    ],
-                )
-                .await
-                .map_err(self.query_error("upsert of window_metrics"))?
-                .is_some();
-            if !applied {
+            if applied {
+                summary.applied += 1;
+            } else {
                 summary.stale += 1;
-                continue;
             }
-            summary.applied += 1;
-            tx.execute(&delete_columns, &key)
-                .await
-                .map_err(self.query_error("delete from column_drift"))?;
-            tx.execute(&delete_quantiles, &key)
-                .await
-                .map_err(self.query_error("delete from column_quantiles"))?;
-            if !row.columns.is_empty() {
-                let c = ColumnArrays::new(&row.columns);
-                tx.execute(
-                    &insert_columns,
-                    &[
-                        key[0],
-                        key[1],
-                        key[2],
-                        key[3],
-                        key[4],
-                        &c.names,
-                        &c.types,
-                        &c.stattests,
-                        &c.thresholds,
-                        &c.scores,
-                        &c.detected,
-                        &c.reference_rows,
-                        &c.current_rows,
-                        &c.errors,
-                    ],
-                )
-                .await
-                .map_err(self.query_error("insert into column_drift"))?;
-            }
-            if !row.quantiles.is_empty() {
-                let names: Vec<&str> = row.quantiles.iter().map(|q| q.column.as_str()).collect();
-                let quantiles: Vec<f64> = row.quantiles.iter().map(|q| q.quantile).collect();
-                let values: Vec<Option<f64>> = row.quantiles.iter().map(|q| q.value).collect();
-                tx.execute(
-                    &insert_quantiles,
-                    &[
-                        key[0], key[1], key[2], key[3], key[4], &names, &quantiles, &values,
-                    ],
-                )
-                .await
-                .map_err(self.query_error("insert into column_quantiles"))?;
-            }
-            tx.execute(&delete_outliers, &key)
-                .await
-                .map_err(self.query_error("delete from column_outliers"))?;
-            if !row.outliers.is_empty() {
-                let o = OutlierArrays::new(&row.outliers);
-                tx.execute(
-                    &insert_outliers,
-                    &[
-                        key[0],
-                        key[1],
-                        key[2],
-                        key[3],
-                        key[4],
-                        &o.names,
-                        &o.lower_quantiles,
-                        &o.upper_quantiles,
-                        &o.lower_bounds,
-                        &o.upper_bounds,
-                        &o.shares_outside_quantiles,
-                        &o.iqr_lower_fences,
-                        &o.iqr_upper_fences,
-                        &o.shares_outside_iqr,
-                        &o.values,
-                    ],
-                )
-                .await
-                .map_err(self.query_error("insert into column_outliers"))?;
-            }
-            self.write_contributions(&tx, &key, &row.contributions)
-                .await?;
         }
         tx.commit().await.map_err(self.query_error("COMMIT"))?;
         Ok(summary)
     }
-}
 
-impl MetricStore {
+    async fn execute(
+        &self,
+        tx: &Transaction<'_>,
+        sql: &str,
+        what: &'static str,
+        params: &[Param<'_>],
+    ) -> Result<u64> {
+        let statement = tx
+            .prepare_cached(sql)
+            .await
+            .map_err(self.query_error("prepare"))?;
+        tx.execute(&statement, params)
+            .await
+            .map_err(self.query_error(what))
+    }
+
+    /// Runs an upsert guarded by the revision: true when it applied (it returned the row).
+    async fn upsert(
+        &self,
+        tx: &Transaction<'_>,
+        sql: &str,
+        what: &'static str,
+        params: &[Param<'_>],
+    ) -> Result<bool> {
+        let statement = tx
+            .prepare_cached(sql)
+            .await
+            .map_err(self.query_error("prepare"))?;
+        let row = tx
+            .query_opt(&statement, params)
+            .await
+            .map_err(self.query_error(what))?;
+        Ok(row.is_some())
+    }
+
+    /// Replaces the window's rows in `table` by `rows` new ones (`arrays`: one per column).
+    async fn replace_rows(
+        &self,
+        tx: &Transaction<'_>,
+        table: &ChildTable,
+        key: &Key<'_>,
+        rows: usize,
+        arrays: Vec<Array<'_>>,
+    ) -> Result<()> {
+        self.execute(tx, table.delete, table.deleting, &key.params(&[]))
+            .await?;
+        self.insert_rows(tx, table, key, rows, arrays).await
+    }
+
+    /// Inserts `rows` rows of the window into `table` (`arrays`: one per column), if any.
+    async fn insert_rows(
+        &self,
+        tx: &Transaction<'_>,
+        table: &ChildTable,
+        key: &Key<'_>,
+        rows: usize,
+        arrays: Vec<Array<'_>>,
+    ) -> Result<()> {
+        if rows == 0 {
+            return Ok(());
+        }
+        let arrays: Vec<Param<'_>> = arrays.iter().map(|a| &**a as Param<'_>).collect();
+        self.execute(tx, table.insert, table.inserting, &key.params(&arrays))
+            .await?;
+        Ok(())
+    }
+
+    /// Upserts a window row and, when it applied, replaces its child rows.
+    async fn write_window(&self, tx: &Transaction<'_>, row: &MetricRow) -> Result<bool> {
+        let key = Key::new(&row.window);
+        let prediction = row.prediction_drift.as_ref();
+        let applied = self
+            .upsert(
+                tx,
+                UPSERT_WINDOW,
+                "upsert of window_metrics",
+                &key.params(&[
+                    &row.window.end,
+                    &i64::from(row.revision),
+                    &saturating_i64(row.row_count),
+                    &i64::from(row.number_of_columns),
+                    &saturating_i64(row.number_of_missing_values),
+                    &row.share_of_missing_values,
+                    &prediction.and_then(|p| p.score),
+                    &prediction.map(|p| p.stattest.as_str()),
+                    &prediction.map(|p| p.threshold),
+                    &prediction.map(|p| p.drift_detected),
+                    &i64::from(row.number_of_drifted_columns),
+                    &row.share_of_drifted_columns,
+                    &row.dataset_drift,
+                    &row.emitted_at,
+                ]),
+            )
+            .await?;
+        if !applied {
+            return Ok(false);
+        }
+        let (columns, quantiles, outliers) = (&row.columns, &row.quantiles, &row.outliers);
+        self.replace_rows(
+            tx,
+            &COLUMN_DRIFT,
+            &key,
+            columns.len(),
+            drift_arrays(columns, |c| c),
+        )
+        .await?;
+        self.replace_rows(
+            tx,
+            &COLUMN_QUANTILES,
+            &key,
+            quantiles.len(),
+            vec![
+                array(quantiles, |q| q.column.as_str()),
+                array(quantiles, |q| q.quantile),
+                array(quantiles, |q| q.value),
+            ],
+        )
+        .await?;
+        self.replace_rows(
+            tx,
+            &COLUMN_OUTLIERS,
+            &key,
+            outliers.len(),
+            vec![
+                array(outliers, |o| o.column.as_str()),
+                array(outliers, |o| o.lower_quantile),
+                array(outliers, |o| o.upper_quantile),
+                array(outliers, |o| o.lower_bound),
+                array(outliers, |o| o.upper_bound),
+                array(outliers, |o| o.share_outside_quantiles),
+                array(outliers, |o| o.iqr_lower_fence),
+                array(outliers, |o| o.iqr_upper_fence),
+                array(outliers, |o| o.share_outside_iqr),
+                array(outliers, |o| saturating_i64(o.values)),
+            ],
+        )
+        .await?;
+        self.write_contributions(tx, &key, &row.contributions)
+            .await?;
+        self.write_segment_drift(tx, &key, &row.segments).await?;
+        Ok(true)
+    }
+
     /// Replaces a window's feature contributions.
     async fn write_contributions(
         &self,
-        tx: &deadpool_postgres::Transaction<'_>,
-        key: &[&(dyn tokio_postgres::types::ToSql + Sync); 5],
+        tx: &Transaction<'_>,
+        key: &Key<'_>,
         contributions: &[FeatureContribution],
     ) -> Result<()> {
-        let delete = tx
-            .prepare_cached(DELETE_CONTRIBUTIONS)
-            .await
-            .map_err(self.query_error("prepare"))?;
-        tx.execute(&delete, key)
-            .await
-            .map_err(self.query_error("delete from feature_contributions"))?;
-        if contributions.is_empty() {
-            return Ok(());
-        }
-        let insert = tx
-            .prepare_cached(INSERT_CONTRIBUTIONS)
-            .await
-            .map_err(self.query_error("prepare"))?;
         let c = contributions;
-        tx.execute(
-            &insert,
-            &[
-                key[0],
-                key[1],
-                key[2],
-                key[3],
-                key[4],
-                &c.iter().map(|c| c.feature.as_str()).collect::<Vec<_>>(),
-                &c.iter().map(|c| c.coefficient).collect::<Vec<_>>(),
-                &c.iter().map(|c| c.reference_mean).collect::<Vec<_>>(),
-                &c.iter().map(|c| c.mean_contribution).collect::<Vec<_>>(),
-                &c.iter()
-                    .map(|c| c.mean_abs_contribution)
-                    .collect::<Vec<_>>(),
-                &c.iter()
-                    .map(|c| c.reference_mean_abs_contribution)
-                    .collect::<Vec<_>>(),
-                &c.iter().map(|c| c.drift_score).collect::<Vec<_>>(),
-                &c.iter().map(|c| c.drift_detected).collect::<Vec<_>>(),
-                &c.iter().map(|c| saturating_i64(c.rows)).collect::<Vec<_>>(),
+        self.replace_rows(
+            tx,
+            &FEATURE_CONTRIBUTIONS,
+            key,
+            c.len(),
+            vec![
+                array(c, |c| c.feature.as_str()),
+                array(c, |c| c.coefficient),
+                array(c, |c| c.reference_mean),
+                array(c, |c| c.mean_contribution),
+                array(c, |c| c.mean_abs_contribution),
+                array(c, |c| c.reference_mean_abs_contribution),
+                array(c, |c| c.drift_score),
+                array(c, |c| c.drift_detected),
+                array(c, |c| saturating_i64(c.rows)),
             ],
         )
         .await
-        .map_err(self.query_error("insert into feature_contributions"))?;
-        Ok(())
+    }
+
+    /// Replaces a window's segments and their columns (deleting a segment deletes its columns).
+    async fn write_segment_drift(
+        &self,
+        tx: &Transaction<'_>,
+        key: &Key<'_>,
+        segments: &[SegmentDrift],
+    ) -> Result<()> {
+        fn prediction(s: &SegmentDrift) -> Option<&ColumnDrift> {
+            s.prediction_drift.as_ref()
+        }
+        let s = segments;
+        self.replace_rows(
+            tx,
+            &SEGMENT_DRIFT,
+            key,
+            s.len(),
+            vec![
+                array(s, |s| s.dimension.as_str()),
+                array(s, |s| s.segment.as_str()),
+                array(s, |s| saturating_i64(s.row_count)),
+                array(s, |s| saturating_i64(s.reference_rows)),
+                array(s, |s| s.too_small),
+                array(s, |s| saturating_i64(s.number_of_missing_values)),
+                array(s, |s| s.share_of_missing_values),
+                array(s, |s| prediction(s).and_then(|p| p.score)),
+                array(s, |s| prediction(s).map(|p| p.stattest.as_str())),
+                array(s, |s| prediction(s).map(|p| p.threshold)),
+                array(s, |s| prediction(s).map(|p| p.drift_detected)),
+                array(s, |s| s.number_of_drifted_columns.map(i64::from)),
+                array(s, |s| s.share_of_drifted_columns),
+                array(s, |s| s.dataset_drift),
+            ],
+        )
+        .await?;
+        let columns: Vec<(&SegmentDrift, &ColumnDrift)> = s
+            .iter()
+            .flat_map(|s| s.columns.iter().map(move |c| (s, c)))
+            .collect();
+        let mut arrays = vec![
+            array(&columns, |(s, _)| s.dimension.as_str()),
+            array(&columns, |(s, _)| s.segment.as_str()),
+        ];
+        arrays.extend(drift_arrays(&columns, |(_, c)| c));
+        self.insert_rows(tx, &SEGMENT_COLUMN_DRIFT, key, columns.len(), arrays)
+            .await
     }
 
     /// Upserts one performance report and, when it applied, replaces its segment rows.
     async fn write_performance(
         &self,
-        tx: &deadpool_postgres::Transaction<'_>,
+        tx: &Transaction<'_>,
         report: &PerformanceReport,
     ) -> Result<bool> {
-        let upsert = tx
-            .prepare_cached(UPSERT_PERFORMANCE)
-            .await
-            .map_err(self.query_error("prepare"))?;
-        let w = &report.window;
-        let key: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
-            &w.monitor,
-            &w.kind.as_str(),
-            &w.size_seconds,
-            &w.step_seconds,
-            &w.start,
-        ];
+        let key = Key::new(&report.window);
         let overall = StatsValues::new(&report.overall);
         let errors = report.error_outliers.as_ref();
-        let applied = tx
-            .query_opt(
-                &upsert,
-                &[
-                    key[0],
-                    key[1],
-                    key[2],
-                    key[3],
-                    key[4],
-                    &w.end,
+        let applied = self
+            .upsert(
+                tx,
+                UPSERT_PERFORMANCE,
+                "upsert of window_performance",
+                &key.params(&[
+                    &report.window.end,
                     &i64::from(report.revision),
                     &overall.predictions,
                     &overall.labelled,
@@ -622,72 +660,109 @@ impl MetricStore {
                     &errors.map(|o| o.upper_bound),
                     &errors.and_then(|o| o.share_outside_quantiles),
                     &errors.and_then(|o| o.share_outside_iqr),
-                ],
+                ]),
             )
-            .await
-            .map_err(self.query_error("upsert of window_performance"))?
-            .is_some();
+            .await?;
         if !applied {
             return Ok(false);
         }
-        let delete = tx
-            .prepare_cached(DELETE_SEGMENTS)
-            .await
-            .map_err(self.query_error("prepare"))?;
-        tx.execute(&delete, &key)
-            .await
-            .map_err(self.query_error("delete from segment_performance"))?;
-        if report.segments.is_empty() {
-            return Ok(true);
-        }
-        let insert = tx
-            .prepare_cached(INSERT_SEGMENTS)
-            .await
-            .map_err(self.query_error("prepare"))?;
         let segments = &report.segments;
         let stats: Vec<StatsValues> = segments
             .iter()
             .map(|s| StatsValues::new(&s.stats))
             .collect();
-        let column = |f: fn(&StatsValues) -> Option<f64>| stats.iter().map(f).collect::<Vec<_>>();
-        tx.execute(
-            &insert,
-            &[
-                key[0],
-                key[1],
-                key[2],
-                key[3],
-                key[4],
-                &segments
-                    .iter()
-                    .map(|s| s.dimension.as_str())
-                    .collect::<Vec<_>>(),
-                &segments
-                    .iter()
-                    .map(|s| s.value.as_str())
-                    .collect::<Vec<_>>(),
-                &stats.iter().map(|s| s.predictions).collect::<Vec<_>>(),
-                &stats.iter().map(|s| s.labelled).collect::<Vec<_>>(),
-                &segments.iter().map(|s| s.too_small).collect::<Vec<_>>(),
-                &column(|s| s.mae),
-                &column(|s| s.rmse),
-                &column(|s| s.mape),
-                &stats.iter().map(|s| s.mape_rows).collect::<Vec<_>>(),
-                &column(|s| s.r2),
-                &column(|s| s.mean_error),
-                &column(|s| s.delay_mean),
-                &column(|s| s.delay_p50),
-                &column(|s| s.delay_p95),
-                &column(|s| s.delay_max),
-                &segments.iter().map(|s| s.mae_ratio).collect::<Vec<_>>(),
-                &segments.iter().map(|s| s.bias_ratio).collect::<Vec<_>>(),
-                &segments.iter().map(|s| s.unfair).collect::<Vec<_>>(),
+        self.replace_rows(
+            tx,
+            &SEGMENT_PERFORMANCE,
+            &key,
+            segments.len(),
+            vec![
+                array(segments, |s| s.dimension.as_str()),
+                array(segments, |s| s.value.as_str()),
+                array(&stats, |s| s.predictions),
+                array(&stats, |s| s.labelled),
+                array(segments, |s| s.too_small),
+                array(&stats, |s| s.mae),
+                array(&stats, |s| s.rmse),
+                array(&stats, |s| s.mape),
+                array(&stats, |s| s.mape_rows),
+                array(&stats, |s| s.r2),
+                array(&stats, |s| s.mean_error),
+                array(&stats, |s| s.delay_mean),
+                array(&stats, |s| s.delay_p50),
+                array(&stats, |s| s.delay_p95),
+                array(&stats, |s| s.delay_max),
+                array(segments, |s| s.mae_ratio),
+                array(segments, |s| s.bias_ratio),
+                array(segments, |s| s.unfair),
             ],
         )
-        .await
-        .map_err(self.query_error("insert into segment_performance"))?;
+        .await?;
         Ok(true)
     }
+
+    /// Stores an alert transition (always applied: a repeated one replaces itself).
+    async fn write_alert(&self, tx: &Transaction<'_>, alert: &AlertEvent) -> Result<bool> {
+        let key = Key::new(&alert.window);
+        self.execute(
+            tx,
+            UPSERT_ALERT,
+            "upsert of alerts",
+            &key.params(&[
+                &alert.window.end,
+                &alert.rule,
+                &alert.state.as_str(),
+                &alert.metric,
+                &alert.op,
+                &alert.threshold,
+                &i32::try_from(alert.for_windows).unwrap_or(i32::MAX),
+                &alert.value,
+                &alert.emitted_at,
+            ]),
+        )
+        .await?;
+        Ok(true)
+    }
+
+    /// Stores late events not stored yet (always applied).
+    async fn write_late(&self, tx: &Transaction<'_>, late: &LateEvents) -> Result<bool> {
+        let shape = &late.shape;
+        let events = &late.events;
+        self.execute(
+            tx,
+            INSERT_LATE_EVENTS,
+            "insert into late_events",
+            &[
+                &shape.monitor,
+                &shape.kind.as_str(),
+                &shape.size_seconds,
+                &shape.step_seconds,
+                &late.topic,
+                &late.watermark,
+                &late.emitted_at,
+                &events.iter().map(|e| e.partition).collect::<Vec<_>>(),
+                &events.iter().map(|e| e.offset).collect::<Vec<_>>(),
+                &events.iter().map(|e| e.event_time).collect::<Vec<_>>(),
+            ],
+        )
+        .await?;
+        Ok(true)
+    }
+}
+
+/// The arrays of a drift test's columns (`column_name` .. `error`), for rows holding one each.
+fn drift_arrays<'a, T>(rows: &'a [T], drift: fn(&'a T) -> &'a ColumnDrift) -> Vec<Array<'a>> {
+    vec![
+        array(rows, move |r| drift(r).column.as_str()),
+        array(rows, move |r| drift(r).column_type.as_str()),
+        array(rows, move |r| drift(r).stattest.as_str()),
+        array(rows, move |r| drift(r).threshold),
+        array(rows, move |r| drift(r).score),
+        array(rows, move |r| drift(r).drift_detected),
+        array(rows, move |r| saturating_i64(drift(r).reference_rows)),
+        array(rows, move |r| saturating_i64(drift(r).current_rows)),
+        array(rows, move |r| drift(r).error.as_deref()),
+    ]
 }
 
 /// Performance statistics as column values (NULL where not measured).
@@ -727,136 +802,6 @@ impl StatsValues {
     }
 }
 
-/// A row's fields converted to the column types (the counts were range-checked by `validate`).
-struct RowValues<'a> {
-    monitor: &'a str,
-    kind: &'static str,
-    size: i64,
-    step: i64,
-    start: chrono::NaiveDateTime,
-    revision: i64,
-    row_count: i64,
-    number_of_columns: i64,
-    number_of_missing_values: i64,
-    prediction_score: Option<f64>,
-    prediction_stattest: Option<&'a str>,
-    prediction_threshold: Option<f64>,
-    prediction_detected: Option<bool>,
-    number_of_drifted_columns: i64,
-}
-
-impl<'a> RowValues<'a> {
-    fn new(row: &'a MetricRow) -> Self {
-        let prediction = row.prediction_drift.as_ref();
-        Self {
-            monitor: &row.window.monitor,
-            kind: row.window.kind.as_str(),
-            size: row.window.size_seconds,
-            step: row.window.step_seconds,
-            start: row.window.start,
-            revision: i64::from(row.revision),
-            row_count: saturating_i64(row.row_count),
-            number_of_columns: i64::from(row.number_of_columns),
-            number_of_missing_values: saturating_i64(row.number_of_missing_values),
-            prediction_score: prediction.and_then(|p| p.score),
-            prediction_stattest: prediction.map(|p| p.stattest.as_str()),
-            prediction_threshold: prediction.map(|p| p.threshold),
-            prediction_detected: prediction.map(|p| p.drift_detected),
-            number_of_drifted_columns: i64::from(row.number_of_drifted_columns),
-        }
-    }
-
-    fn key(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 5] {
-        [
-            &self.monitor,
-            &self.kind,
-            &self.size,
-            &self.step,
-            &self.start,
-        ]
-    }
-}
-
-struct LateValues {
-    partitions: Vec<i32>,
-    offsets: Vec<i64>,
-    times: Vec<chrono::NaiveDateTime>,
-}
-
-impl LateValues {
-    fn new(late: &LateEvents) -> Self {
-        Self {
-            partitions: late.events.iter().map(|e| e.partition).collect(),
-            offsets: late.events.iter().map(|e| e.offset).collect(),
-            times: late.events.iter().map(|e| e.event_time).collect(),
-        }
-    }
-}
-
-struct ColumnArrays<'a> {
-    names: Vec<&'a str>,
-    types: Vec<&'a str>,
-    stattests: Vec<&'a str>,
-    thresholds: Vec<f64>,
-    scores: Vec<Option<f64>>,
-    detected: Vec<bool>,
-    reference_rows: Vec<i64>,
-    current_rows: Vec<i64>,
-    errors: Vec<Option<&'a str>>,
-}
-
-impl<'a> ColumnArrays<'a> {
-    fn new(columns: &'a [ColumnDrift]) -> Self {
-        Self {
-            names: columns.iter().map(|c| c.column.as_str()).collect(),
-            types: columns.iter().map(|c| c.column_type.as_str()).collect(),
-            stattests: columns.iter().map(|c| c.stattest.as_str()).collect(),
-            thresholds: columns.iter().map(|c| c.threshold).collect(),
-            scores: columns.iter().map(|c| c.score).collect(),
-            detected: columns.iter().map(|c| c.drift_detected).collect(),
-            reference_rows: columns
-                .iter()
-                .map(|c| saturating_i64(c.reference_rows))
-                .collect(),
-            current_rows: columns
-                .iter()
-                .map(|c| saturating_i64(c.current_rows))
-                .collect(),
-            errors: columns.iter().map(|c| c.error.as_deref()).collect(),
-        }
-    }
-}
-
-struct OutlierArrays<'a> {
-    names: Vec<&'a str>,
-    lower_quantiles: Vec<f64>,
-    upper_quantiles: Vec<f64>,
-    lower_bounds: Vec<f64>,
-    upper_bounds: Vec<f64>,
-    shares_outside_quantiles: Vec<Option<f64>>,
-    iqr_lower_fences: Vec<f64>,
-    iqr_upper_fences: Vec<f64>,
-    shares_outside_iqr: Vec<Option<f64>>,
-    values: Vec<i64>,
-}
-
-impl<'a> OutlierArrays<'a> {
-    fn new(outliers: &'a [ColumnOutliers]) -> Self {
-        Self {
-            names: outliers.iter().map(|o| o.column.as_str()).collect(),
-            lower_quantiles: outliers.iter().map(|o| o.lower_quantile).collect(),
-            upper_quantiles: outliers.iter().map(|o| o.upper_quantile).collect(),
-            lower_bounds: outliers.iter().map(|o| o.lower_bound).collect(),
-            upper_bounds: outliers.iter().map(|o| o.upper_bound).collect(),
-            shares_outside_quantiles: outliers.iter().map(|o| o.share_outside_quantiles).collect(),
-            iqr_lower_fences: outliers.iter().map(|o| o.iqr_lower_fence).collect(),
-            iqr_upper_fences: outliers.iter().map(|o| o.iqr_upper_fence).collect(),
-            shares_outside_iqr: outliers.iter().map(|o| o.share_outside_iqr).collect(),
-            values: outliers.iter().map(|o| saturating_i64(o.values)).collect(),
-        }
-    }
-}
-
 fn saturating_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
@@ -868,29 +813,59 @@ pub fn validate(record: &MetricsRecord) -> std::result::Result<(), String> {
         MetricsRecord::LateEvents(late) => validate_late(late),
         MetricsRecord::Performance(report) => validate_performance(report),
         MetricsRecord::Alert(alert) => {
-            if alert.window.monitor.is_empty() || alert.rule.is_empty() {
-                Err("alert without a monitor or rule name".into())
-            } else {
-                Ok(())
+            validate_window_key(&alert.window)?;
+            if alert.rule.is_empty() {
+                return Err("alert without a rule name".into());
             }
+            Ok(())
         }
     }
 }
 
-fn validate_performance(report: &PerformanceReport) -> std::result::Result<(), String> {
-    let window = &report.window;
-    if window.monitor.is_empty() || window.end <= window.start {
+/// A window shape every table accepts: a monitor, and a positive size that is a multiple of a
+/// positive step (as the monitor's window specs are).
+fn validate_shape(
+    monitor: &str,
+    size_seconds: i64,
+    step_seconds: i64,
+) -> std::result::Result<(), String> {
+    if monitor.is_empty() {
+        return Err("the window's monitor is empty".into());
+    }
+    if size_seconds <= 0 || step_seconds <= 0 {
         return Err(format!(
-            "performance window {} has no monitor or ends before it starts",
-            window.message_key()
+            "window size {size_seconds} s and step {step_seconds} s must be positive"
         ));
     }
+    if size_seconds % step_seconds != 0 {
+        return Err(format!(
+            "window size {size_seconds} s is not a multiple of its step {step_seconds} s"
+        ));
+    }
+    Ok(())
+}
+
+/// A valid shape, and an end after the start.
+fn validate_window_key(window: &WindowKey) -> std::result::Result<(), String> {
+    validate_shape(&window.monitor, window.size_seconds, window.step_seconds)?;
+    if window.end <= window.start {
+        return Err(format!(
+            "window end {} is not after its start {}",
+            window.end, window.start
+        ));
+    }
+    Ok(())
+}
+
+/// The first item whose `key` an earlier item has.
+fn first_duplicate<'a, T, K: Eq + Hash>(items: &'a [T], key: impl Fn(&'a T) -> K) -> Option<&'a T> {
     let mut seen = HashSet::new();
-    if let Some(s) = report
-        .segments
-        .iter()
-        .find(|s| !seen.insert((s.dimension.as_str(), s.value.as_str())))
-    {
+    items.iter().find(|item| !seen.insert(key(item)))
+}
+
+fn validate_performance(report: &PerformanceReport) -> std::result::Result<(), String> {
+    validate_window_key(&report.window)?;
+    if let Some(s) = first_duplicate(&report.segments, |s| (&s.dimension, &s.value)) {
         return Err(format!(
             "segment {}={} is given twice",
             s.dimension, s.value
@@ -901,15 +876,7 @@ fn validate_performance(report: &PerformanceReport) -> std::result::Result<(), S
 
 fn validate_late(late: &LateEvents) -> std::result::Result<(), String> {
     let shape = &late.shape;
-    if shape.monitor.is_empty() {
-        return Err("shape.monitor is empty".into());
-    }
-    if shape.size_seconds <= 0 || shape.step_seconds <= 0 {
-        return Err(format!(
-            "window size {} s and step {} s must be positive",
-            shape.size_seconds, shape.step_seconds
-        ));
-    }
+    validate_shape(&shape.monitor, shape.size_seconds, shape.step_seconds)?;
     if let Some(event) = late.events.iter().find(|e| e.partition < 0 || e.offset < 0) {
         return Err(format!(
             "late event at partition {} offset {} has no place in a topic",
@@ -919,50 +886,43 @@ fn validate_late(late: &LateEvents) -> std::result::Result<(), String> {
     Ok(())
 }
 
+fn drift_counts(c: &ColumnDrift) -> [(&'static str, u64); 2] {
+    [
+        ("reference_rows", c.reference_rows),
+        ("current_rows", c.current_rows),
+    ]
+}
+
 fn validate_window(row: &MetricRow) -> std::result::Result<(), String> {
-    let window = &row.window;
-    if window.monitor.is_empty() {
-        return Err("window.monitor is empty".into());
-    }
-    if window.size_seconds <= 0 || window.step_seconds <= 0 {
-        return Err(format!(
-            "window size {} s and step {} s must be positive",
-            window.size_seconds, window.step_seconds
-        ));
-    }
-    if window.end <= window.start {
-        return Err(format!(
-            "window end {} is not after its start {}",
-            window.end, window.start
-        ));
-    }
+    validate_window_key(&row.window)?;
     let counts = [
         ("row_count", row.row_count),
         ("number_of_missing_values", row.number_of_missing_values),
     ];
-    let column_counts = row.columns.iter().flat_map(|c| {
+    let segment_counts = row.segments.iter().flat_map(|s| {
         [
-            ("reference_rows", c.reference_rows),
-            ("current_rows", c.current_rows),
+            ("segment row_count", s.row_count),
+            ("segment reference_rows", s.reference_rows),
+            (
+                "segment number_of_missing_values",
+                s.number_of_missing_values,
+            ),
         ]
+        .into_iter()
+        .chain(s.columns.iter().flat_map(drift_counts))
     });
     if let Some((name, value)) = counts
         .into_iter()
-        .chain(column_counts)
+        .chain(row.columns.iter().flat_map(drift_counts))
+        .chain(segment_counts)
         .find(|(_, v)| i64::try_from(*v).is_err())
     {
         return Err(format!("{name} = {value} does not fit a bigint"));
     }
-    let mut seen = HashSet::new();
-    if let Some(column) = row.columns.iter().find(|c| !seen.insert(c.column.as_str())) {
+    if let Some(column) = first_duplicate(&row.columns, |c| &c.column) {
         return Err(format!("column {:?} has two drift results", column.column));
     }
-    let mut seen = HashSet::new();
-    if let Some(q) = row
-        .quantiles
-        .iter()
-        .find(|q| !seen.insert((q.column.as_str(), q.quantile.to_bits())))
-    {
+    if let Some(q) = first_duplicate(&row.quantiles, |q| (&q.column, q.quantile.to_bits())) {
         return Err(format!(
             "quantile {} of column {:?} is given twice",
             q.quantile, q.column
@@ -978,12 +938,7 @@ fn validate_window(row: &MetricRow) -> std::result::Result<(), String> {
             q.quantile, q.column
         ));
     }
-    let mut seen = HashSet::new();
-    if let Some(o) = row
-        .outliers
-        .iter()
-        .find(|o| !seen.insert(o.column.as_str()))
-    {
+    if let Some(o) = first_duplicate(&row.outliers, |o| &o.column) {
         return Err(format!("column {:?} has two outlier results", o.column));
     }
     if let Some(o) = row.outliers.iter().find(|o| {
@@ -994,6 +949,20 @@ fn validate_window(row: &MetricRow) -> std::result::Result<(), String> {
             "outliers of column {:?}: quantiles {}..{} or {} values out of range",
             o.column, o.lower_quantile, o.upper_quantile, o.values
         ));
+    }
+    if let Some(s) = first_duplicate(&row.segments, |s| (&s.dimension, &s.segment)) {
+        return Err(format!(
+            "segment {}={} has two drift results",
+            s.dimension, s.segment
+        ));
+    }
+    for s in &row.segments {
+        if let Some(column) = first_duplicate(&s.columns, |c| &c.column) {
+            return Err(format!(
+                "column {:?} has two drift results in segment {}={}",
+                column.column, s.dimension, s.segment
+            ));
+        }
     }
     Ok(())
 }
@@ -1033,7 +1002,10 @@ pub fn describe(config: &tokio_postgres::Config) -> String {
 mod tests {
     use super::*;
     use chrono::Utc;
-    use streamwatch_common::events::{parse_timestamp, QuantileValue, WindowKey, WindowKind};
+    use streamwatch_common::events::{
+        parse_timestamp, AlertState, ColumnOutliers, LateEvent, QuantileValue, SegmentPerformance,
+        WindowKind, WindowShape,
+    };
 
     #[test]
     fn describe_never_shows_the_password() {
@@ -1104,6 +1076,7 @@ mod tests {
                 values: 2,
             }],
             contributions: vec![],
+            segments: vec![],
             emitted_at: Utc::now(),
         }
     }
@@ -1143,5 +1116,170 @@ mod tests {
         let mut bad = row();
         bad.outliers[0].upper_quantile = bad.outliers[0].lower_quantile;
         assert!(validate_window(&bad).unwrap_err().contains("out of range"));
+
+        let mut bad = row();
+        bad.window.step_seconds = 7 * 3_600;
+        assert!(validate_window(&bad).unwrap_err().contains("multiple"));
+    }
+
+    fn segment(segment: &str) -> SegmentDrift {
+        SegmentDrift {
+            dimension: "pickup_borough".into(),
+            segment: segment.into(),
+            row_count: 2,
+            reference_rows: 1_000,
+            too_small: false,
+            number_of_missing_values: 0,
+            share_of_missing_values: Some(0.0),
+            prediction_drift: None,
+            number_of_drifted_columns: Some(0),
+            share_of_drifted_columns: Some(0.0),
+            dataset_drift: Some(false),
+            columns: vec![ColumnDrift {
+                column: "fare_amount".into(),
+                column_type: "num".into(),
+                stattest: "wasserstein".into(),
+                threshold: 0.1,
+                score: Some(0.01),
+                drift_detected: false,
+                reference_rows: 1_000,
+                current_rows: 2,
+                error: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn validation_checks_the_segments() {
+        let mut good = row();
+        good.segments = vec![segment("Queens"), segment("Manhattan")];
+        assert_eq!(validate_window(&good), Ok(()));
+
+        let mut bad = good.clone();
+        bad.segments[1].segment = "Queens".into();
+        let error = validate_window(&bad).unwrap_err();
+        assert!(error.contains("pickup_borough=Queens"), "{error}");
+
+        let mut bad = good.clone();
+        let column = bad.segments[0].columns[0].clone();
+        bad.segments[0].columns.push(column);
+        let error = validate_window(&bad).unwrap_err();
+        assert!(
+            error.contains("in segment pickup_borough=Queens"),
+            "{error}"
+        );
+
+        let mut bad = good;
+        bad.segments[1].columns[0].current_rows = u64::MAX;
+        let error = validate_window(&bad).unwrap_err();
+        assert!(error.contains("current_rows"), "{error}");
+    }
+
+    fn report() -> PerformanceReport {
+        PerformanceReport {
+            window: row().window,
+            revision: 1,
+            overall: PerformanceStats {
+                predictions: 3,
+                labelled_rows: 0,
+                metrics: None,
+                label_delay: None,
+            },
+            unmatched_completions: 0,
+            segments: vec![],
+            fairness_band: [0.8, 1.25],
+            worst_segment: None,
+            worst_mae_ratio: None,
+            error_outliers: None,
+            emitted_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn every_record_gets_the_same_window_checks() {
+        assert_eq!(validate_performance(&report()), Ok(()));
+
+        // Performance reports used to be checked for the monitor and the end only.
+        let mut bad = report();
+        bad.window.size_seconds = 0;
+        let error = validate_performance(&bad).unwrap_err();
+        assert!(error.contains("positive"), "{error}");
+
+        let mut bad = report();
+        bad.window.step_seconds = -3_600;
+        let error = validate_performance(&bad).unwrap_err();
+        assert!(error.contains("positive"), "{error}");
+
+        let mut bad = report();
+        bad.window.kind = WindowKind::Sliding;
+        bad.window.step_seconds = 5 * 3_600;
+        let error = validate_performance(&bad).unwrap_err();
+        assert!(error.contains("multiple"), "{error}");
+
+        let mut bad = report();
+        bad.window.end = bad.window.start;
+        assert!(validate_performance(&bad)
+            .unwrap_err()
+            .contains("not after"));
+
+        let mut bad = report();
+        let segment = SegmentPerformance {
+            dimension: "pickup_borough".into(),
+            value: "Queens".into(),
+            stats: bad.overall.clone(),
+            too_small: true,
+            mae_ratio: None,
+            bias_ratio: None,
+            unfair: false,
+        };
+        bad.segments = vec![segment.clone(), segment];
+        assert!(validate_performance(&bad).unwrap_err().contains("twice"));
+
+        let alert = |window: WindowKey, rule: &str| {
+            MetricsRecord::Alert(AlertEvent {
+                rule: rule.into(),
+                metric: "prediction_drift".into(),
+                op: ">".into(),
+                threshold: 0.1,
+                for_windows: 1,
+                window,
+                state: AlertState::Firing,
+                value: Some(0.2),
+                emitted_at: Utc::now(),
+            })
+        };
+        assert_eq!(validate(&alert(row().window, "drift")), Ok(()));
+        assert!(validate(&alert(row().window, ""))
+            .unwrap_err()
+            .contains("rule"));
+        let mut window = row().window;
+        window.size_seconds = -1;
+        assert!(validate(&alert(window, "drift"))
+            .unwrap_err()
+            .contains("positive"));
+
+        let late = |size_seconds: i64, step_seconds: i64| {
+            MetricsRecord::LateEvents(LateEvents {
+                shape: WindowShape {
+                    monitor: "taxi".into(),
+                    kind: WindowKind::Sliding,
+                    size_seconds,
+                    step_seconds,
+                },
+                topic: "trips.scored".into(),
+                watermark: row().window.end,
+                events: vec![LateEvent {
+                    partition: 0,
+                    offset: 7,
+                    event_time: row().window.start,
+                }],
+                emitted_at: Utc::now(),
+            })
+        };
+        assert_eq!(validate(&late(86_400, 3_600)), Ok(()));
+        assert!(validate(&late(86_400, 0)).unwrap_err().contains("positive"));
+        assert!(validate(&late(86_400, 7 * 3_600))
+            .unwrap_err()
+            .contains("multiple"));
     }
 }

@@ -8,7 +8,7 @@ use streamwatch_common::events::{LateEvent, LateEvents, MetricsRecord, WindowKin
 use streamwatch_sink::grafana::{expand_macros, panel_queries};
 use streamwatch_sink::migrations;
 use streamwatch_sink::service::{MetricStore, WriteSummary};
-use support::{daily_row, database_url, drift, outliers, TestDb};
+use support::{daily_row, database_url, drift, outliers, small_segment, tested_segment, TestDb};
 
 const DASHBOARD: &str = include_str!("../../grafana/dashboards/data-drift.json");
 
@@ -67,6 +67,8 @@ async fn migrations_apply_once_and_grant_the_grafana_role() {
             "column_outliers",
             "late_events",
             "window_late_events",
+            "segment_drift",
+            "segment_column_drift",
             "dummy_metrics",
             "daily_metrics",
         ] {
@@ -362,12 +364,20 @@ async fn every_dashboard_query_returns_rows_for_the_grafana_role() {
     let rows: Vec<_> = ["2022-02-01", "2022-02-02", "2022-02-03"]
         .iter()
         .enumerate()
-        .map(|(i, day)| daily_row(day, 1, 0.1 + i as f64 / 20.0).into())
+        .map(|(i, day)| {
+            let mut row = daily_row(day, 1, 0.1 + i as f64 / 20.0);
+            // One tested segment a day (a time series per segment), and one too small to test.
+            row.segments = vec![
+                small_segment("EWR"),
+                tested_segment("Queens", vec![drift("fare_amount", Some(0.2), true)]),
+            ];
+            row.into()
+        })
         .collect();
     db.store.write(&rows).await.unwrap();
 
     let queries = panel_queries(DASHBOARD).unwrap();
-    assert_eq!(queries.len(), 5, "{queries:#?}");
+    assert_eq!(queries.len(), 6, "{queries:#?}");
     let from = support::ts("2022-02-01T00:00:00");
     let to = support::ts("2022-03-01T00:00:00");
     let client = db.client().await;
@@ -618,6 +628,254 @@ async fn outliers_land_and_follow_the_window_revision() {
         .unwrap();
     assert_eq!(
         count(&client, "SELECT count(*) FROM column_outliers").await,
+        0
+    );
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn segment_drift_lands_and_follows_the_window_revision() {
+    let db = test_db!("segment_drift_lands_and_follows_the_window_revision");
+    let mut first = daily_row("2022-02-01", 1, 0.19);
+    first.segments = vec![
+        small_segment("EWR"),
+        tested_segment(
+            "Queens",
+            vec![
+                drift("prediction", Some(0.31), true),
+                drift("fare_amount", None, false),
+            ],
+        ),
+    ];
+    first.segments[1].columns[1].error = Some("every value of the segment is missing".into());
+    let mut other_day = daily_row("2022-02-02", 1, 0.1);
+    other_day.segments = vec![small_segment("Bronx")];
+    db.store
+        .write(&[first.clone().into(), other_day.into()])
+        .await
+        .unwrap();
+
+    let client = db.client().await;
+    type Segment = (
+        String,
+        String,
+        i64,
+        i64,
+        bool,
+        i64,
+        Option<f64>,
+        (Option<f64>, Option<String>, Option<f64>, Option<bool>),
+        Option<i64>,
+        Option<f64>,
+        Option<bool>,
+    );
+    let segments = || {
+        let client = &client;
+        async move {
+            client
+                .query(
+                    "SELECT dimension, segment, row_count, reference_rows, too_small,
+                            number_of_missing_values, share_of_missing_values, prediction_drift,
+                            prediction_stattest, prediction_threshold, prediction_drift_detected,
+                            number_of_drifted_columns, share_of_drifted_columns, dataset_drift
+                     FROM segment_drift WHERE window_start = '2022-02-01' ORDER BY segment",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        r.get(0),
+                        r.get(1),
+                        r.get(2),
+                        r.get(3),
+                        r.get(4),
+                        r.get(5),
+                        r.get(6),
+                        (r.get(7), r.get(8), r.get(9), r.get(10)),
+                        r.get(11),
+                        r.get(12),
+                        r.get(13),
+                    )
+                })
+                .collect::<Vec<Segment>>()
+        }
+    };
+    type Column = (
+        String,
+        String,
+        String,
+        String,
+        f64,
+        Option<f64>,
+        bool,
+        i64,
+        i64,
+        Option<String>,
+    );
+    let columns = || {
+        let client = &client;
+        async move {
+            client
+                .query(
+                    "SELECT segment, column_name, column_type, stattest, threshold, score,
+                            drift_detected, reference_rows, current_rows, error
+                     FROM segment_column_drift WHERE window_start = '2022-02-01'
+                     ORDER BY segment, column_name",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        r.get(0),
+                        r.get(1),
+                        r.get(2),
+                        r.get(3),
+                        r.get(4),
+                        r.get(5),
+                        r.get(6),
+                        r.get(7),
+                        r.get(8),
+                        r.get(9),
+                    )
+                })
+                .collect::<Vec<Column>>()
+        }
+    };
+    let expected_segment = |s: &streamwatch_common::events::SegmentDrift| -> Segment {
+        let p = s.prediction_drift.as_ref();
+        (
+            s.dimension.clone(),
+            s.segment.clone(),
+            s.row_count as i64,
+            s.reference_rows as i64,
+            s.too_small,
+            s.number_of_missing_values as i64,
+            s.share_of_missing_values,
+            (
+                p.and_then(|p| p.score),
+                p.map(|p| p.stattest.clone()),
+                p.map(|p| p.threshold),
+                p.map(|p| p.drift_detected),
+            ),
+            s.number_of_drifted_columns.map(i64::from),
+            s.share_of_drifted_columns,
+            s.dataset_drift,
+        )
+    };
+    let expected_columns = |s: &streamwatch_common::events::SegmentDrift| -> Vec<Column> {
+        let mut columns: Vec<Column> = s
+            .columns
+            .iter()
+            .map(|c| {
+                (
+                    s.segment.clone(),
+                    c.column.clone(),
+                    c.column_type.clone(),
+                    c.stattest.clone(),
+                    c.threshold,
+                    c.score,
+                    c.drift_detected,
+                    c.reference_rows as i64,
+                    c.current_rows as i64,
+                    c.error.clone(),
+                )
+            })
+            .collect();
+        columns.sort_by(|a, b| a.1.cmp(&b.1));
+        columns
+    };
+
+    let want_segments: Vec<Segment> = first.segments.iter().map(expected_segment).collect();
+    let want_columns = expected_columns(&first.segments[1]);
+    assert_eq!(segments().await, want_segments);
+    assert_eq!(columns().await, want_columns);
+    // The too-small segment has counts and no drift; the tested one its prediction's test.
+    assert_eq!(want_segments[0].1, "EWR");
+    assert_eq!(
+        (
+            want_segments[0].7.clone(),
+            want_segments[0].8,
+            want_segments[0].10
+        ),
+        ((None, None, None, None), None, None)
+    );
+    assert_eq!(
+        want_segments[1].7,
+        (
+            Some(0.31),
+            Some("wasserstein".into()),
+            Some(0.1),
+            Some(true)
+        )
+    );
+    assert_eq!(want_columns.len(), 2);
+
+    // Delivered again, alone or twice in one batch: the same rows.
+    db.store.write(&[first.clone().into()]).await.unwrap();
+    db.store
+        .write(&[first.clone().into(), first.clone().into()])
+        .await
+        .unwrap();
+    assert_eq!(segments().await, want_segments);
+    assert_eq!(columns().await, want_columns);
+
+    // A higher revision with fewer segments and columns replaces them; a stale one does not.
+    let mut second = daily_row("2022-02-01", 2, 0.05);
+    second.segments = vec![tested_segment(
+        "Manhattan",
+        vec![drift("trip_distance", Some(0.02), false)],
+    )];
+    db.store.write(&[second.clone().into()]).await.unwrap();
+    assert_eq!(
+        db.store.write(&[first.clone().into()]).await.unwrap().stale,
+        1
+    );
+    assert_eq!(
+        segments().await,
+        vec![expected_segment(&second.segments[0])]
+    );
+    assert_eq!(columns().await, expected_columns(&second.segments[0]));
+    assert_eq!(segments().await[0].7, (None, None, None, None));
+
+    // A revision without segments clears them; the other window keeps its own until its
+    // window row is deleted.
+    db.store
+        .write(&[daily_row("2022-02-01", 3, 0.05).into()])
+        .await
+        .unwrap();
+    assert!(segments().await.is_empty());
+    assert!(columns().await.is_empty());
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM segment_drift").await,
+        1
+    );
+    client
+        .execute(
+            "DELETE FROM window_metrics WHERE window_start = '2022-02-02'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM segment_drift").await,
+        0
+    );
+
+    // Deleting a window deletes its segments' columns too.
+    let mut fourth = first;
+    fourth.revision = 4;
+    db.store.write(&[fourth.into()]).await.unwrap();
+    assert_eq!(columns().await, want_columns);
+    client
+        .execute("DELETE FROM window_metrics", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM segment_column_drift").await,
         0
     );
     db.drop_database().await;

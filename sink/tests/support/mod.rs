@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use chrono::{NaiveDateTime, Utc};
 use streamwatch_common::events::{
-    parse_timestamp, ColumnDrift, ColumnOutliers, MetricRow, QuantileValue, WindowKey, WindowKind,
+    parse_timestamp, ColumnDrift, ColumnOutliers, MetricRow, QuantileValue, SegmentDrift,
+    WindowKey, WindowKind,
 };
 use streamwatch_sink::service::MetricStore;
 use tokio_postgres::{Client, Config, NoTls};
@@ -171,6 +172,7 @@ pub fn daily_row(day: &str, revision: u32, prediction_drift: f64) -> MetricRow {
             outliers("fare_amount", Some(0.03), 2_399),
         ],
         contributions: vec![],
+        segments: vec![],
         emitted_at: Utc::now(),
     }
 }
@@ -188,5 +190,42 @@ pub fn outliers(column: &str, share: Option<f64>, values: u64) -> ColumnOutliers
         iqr_upper_fence: 35.75,
         share_outside_iqr: share.map(|s| s * 2.0),
         values,
+    }
+}
+
+/// Segment `segment` of `pickup_borough` tested on `columns` (the prediction among them, if any).
+pub fn tested_segment(segment: &str, columns: Vec<ColumnDrift>) -> SegmentDrift {
+    let drifted = columns.iter().filter(|c| c.drift_detected).count();
+    SegmentDrift {
+        dimension: "pickup_borough".into(),
+        segment: segment.into(),
+        row_count: 1_210,
+        reference_rows: 12_007,
+        too_small: false,
+        number_of_missing_values: 1_815,
+        share_of_missing_values: Some(0.075),
+        prediction_drift: columns.iter().find(|c| c.column == "prediction").cloned(),
+        number_of_drifted_columns: Some(drifted as u32),
+        share_of_drifted_columns: Some(drifted as f64 / columns.len() as f64),
+        dataset_drift: Some(false),
+        columns,
+    }
+}
+
+/// Segment `segment` of `pickup_borough` with too few rows to test: counts only.
+pub fn small_segment(segment: &str) -> SegmentDrift {
+    SegmentDrift {
+        dimension: "pickup_borough".into(),
+        segment: segment.into(),
+        row_count: 3,
+        reference_rows: 41,
+        too_small: true,
+        number_of_missing_values: 2,
+        share_of_missing_values: Some(2.0 / 63.0),
+        prediction_drift: None,
+        number_of_drifted_columns: None,
+        share_of_drifted_columns: None,
+        dataset_drift: None,
+        columns: vec![],
     }
 }
