@@ -7,12 +7,20 @@ The monitor labels a prediction when its completion's event time (the dropoff) i
 label horizon after the prediction's (the pickup): here 3 hours, the monitor's default.
 Error = prediction - target; MAPE over rows whose target is not zero, as a fraction.
 
+Per day (overall, not per borough) it also runs Evidently's own legacy regression metric,
+`evidently.legacy.metrics.RegressionQualityMetric`, on the same labelled rows (a frame of just
+the target `duration_min` and `prediction`, ColumnMapping(target, prediction), no reference) and
+records its `current` numbers under `expected.evidently_regression_quality`. Evidently's MAPE is
+in percent and, by default, counts a zero target as 100 %; see docs/ARCHITECTURE.md
+("Evidently's regression metrics") for its exact definitions.
+
     scripts/goldens/make_goldens.sh --only performance
 """
 from __future__ import annotations
 
 import json
 import sys
+import warnings
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -27,6 +35,12 @@ from sklearn.metrics import (
 
 sys.path.insert(0, "scripts/goldens")
 from evidently_goldens import generator_info, load_model, score, write_json  # noqa: E402
+
+warnings.filterwarnings("ignore")  # evidently_goldens does the same; Evidently's plots warn
+
+from evidently.legacy.metrics import RegressionQualityMetric  # noqa: E402
+from evidently.legacy.pipeline.column_mapping import ColumnMapping  # noqa: E402
+from evidently.legacy.report import Report  # noqa: E402
 
 CURRENT = "data/green_tripdata_2022-02.parquet"
 MODEL = "models/trip-duration-linear.json"
@@ -73,6 +87,40 @@ def metrics(truth: np.ndarray, predicted: np.ndarray) -> dict:
     }
 
 
+def evidently_metrics(truth: pd.Series, predicted: pd.Series) -> dict:
+    """Evidently's RegressionQualityMetric on these rows, as its `current` result reports them.
+
+    Run twice in one report: with its defaults (MAPE with `mape_zero_handling="replace"`, a zero
+    target counting as 1.0, i.e. 100 %) and with `mape_zero_handling="drop"` (zero targets left
+    out, our definition for non-negative targets). Every other number is the same in both runs.
+    """
+    frame = pd.DataFrame({"duration_min": truth.to_numpy(), "prediction": predicted.to_numpy()})
+    # Evidently drops rows with a null or infinite target or prediction; there must be none, or
+    # it would measure other rows than scikit-learn and the monitor.
+    assert np.isfinite(frame.to_numpy()).all()
+    default, drop = RegressionQualityMetric(), RegressionQualityMetric(mape_zero_handling="drop")
+    report = Report(metrics=[default, drop])
+    report.run(
+        reference_data=None,
+        current_data=frame,
+        column_mapping=ColumnMapping(
+            target="duration_min", prediction="prediction", numerical_features=[], categorical_features=[]
+        ),
+    )
+    current, dropped = default.get_result().current, drop.get_result().current
+    return {
+        "mean_error": float(current.mean_error),
+        "mean_abs_error": float(current.mean_abs_error),
+        "rmse": float(current.rmse),
+        "r2_score": float(current.r2_score),
+        "mean_abs_perc_error": float(current.mean_abs_perc_error),
+        "near_zero_values": int(current.near_zero_values),
+        "mean_abs_perc_error_drop_zeros": float(dropped.mean_abs_perc_error),
+        "abs_error_max": float(current.abs_error_max),
+        "error_std": float(current.error_std),
+    }
+
+
 def main() -> None:
     raw = pd.read_parquet(CURRENT)
     month = datetime(2022, 2, 1)
@@ -99,6 +147,7 @@ def main() -> None:
             "labelled_rows": len(labelled),
             **metrics(labelled.duration_min.to_numpy(), labelled.prediction.to_numpy()),
             **error_outliers((labelled.prediction - labelled.duration_min).to_numpy(), bounds),
+            "evidently_regression_quality": evidently_metrics(labelled.duration_min, labelled.prediction),
             "segments": {},
         }
         for borough, part in window.groupby("pickup_borough"):
@@ -120,6 +169,20 @@ def main() -> None:
             "model": MODEL,
             "lookup": LOOKUP,
             "label_horizon_minutes": HORIZON_MINUTES,
+            "evidently_regression_quality": {
+                "description": "Per case, expected.evidently_regression_quality holds the `current` "
+                "result of Evidently's legacy RegressionQualityMetric on the day's labelled rows "
+                "(ColumnMapping(target='duration_min', prediction='prediction'), no reference). "
+                "mean_abs_perc_error is in percent with Evidently's default zero handling "
+                "('replace': a target with |t| <= float64 eps counts as 1.0, i.e. 100 %, and stays in "
+                "the denominator); mean_abs_perc_error_drop_zeros is the same metric with "
+                "mape_zero_handling='drop'. Both divide by max(t, eps), not |t|. near_zero_values is "
+                "Evidently's count, which is 2 x the number of zero targets (it is the .size of a "
+                "two-column frame). error_std is the sample std (ddof=1) of the errors.",
+                "metric": "evidently.legacy.metrics.RegressionQualityMetric",
+                "target": "duration_min",
+                "prediction": "prediction",
+            },
             "cases": cases,
         },
     )
