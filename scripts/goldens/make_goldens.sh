@@ -7,6 +7,8 @@
 #                                                   # --only outliers (outlier_goldens.py, NumPy only)
 #                                                   # --only performance (performance_goldens.py, scikit-learn)
 #                                                   # --only contributions (contribution_goldens.py, NumPy/SciPy)
+#                                                   # --only segments (segment_goldens.py: the daily cases
+#                                                   #   per pickup borough)
 #   scripts/goldens/make_goldens.sh --bench         # goldens, then scripts/goldens/evidently_bench.py
 #   scripts/goldens/make_goldens.sh --bench-only    # only the timings
 #   scripts/goldens/make_goldens.sh -- --reference other.parquet --model other.json
@@ -35,7 +37,7 @@ while [ $# -gt 0 ]; do
         --only) only="$2"; gen_args+=("--only" "$2"); shift ;;
         --workers) gen_args+=("--workers" "$2"); shift ;;
         --) shift; extra_args+=("$@"); break ;;
-        -h|--help) sed -n '2,18p' "$self"; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$self"; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -70,7 +72,8 @@ for f in data/green_tripdata_2022-02.parquet; do
     [ -f "$f" ] || { echo "missing input $f" >&2; exit 1; }
 done
 
-if [ "$run_goldens" = 1 ] && [ "$only" != outliers ] && [ "$only" != performance ] && [ "$only" != contributions ]; then
+if [ "$run_goldens" = 1 ] && [ "$only" != outliers ] && [ "$only" != performance ] && [ "$only" != contributions ] \
+    && [ "$only" != segments ]; then
     "$venv/bin/python" scripts/goldens/evidently_goldens.py ${gen_args[@]+"${gen_args[@]}"} ${extra_args[@]+"${extra_args[@]}"}
 fi
 if [ "$run_goldens" = 1 ] && { [ "$only" = all ] || [ "$only" = outliers ]; }; then
@@ -81,6 +84,9 @@ if [ "$run_goldens" = 1 ] && { [ "$only" = all ] || [ "$only" = performance ]; }
 fi
 if [ "$run_goldens" = 1 ] && { [ "$only" = all ] || [ "$only" = contributions ]; }; then
     "$venv/bin/python" scripts/goldens/contribution_goldens.py
+fi
+if [ "$run_goldens" = 1 ] && { [ "$only" = all ] || [ "$only" = segments ]; }; then
+    "$venv/bin/python" scripts/goldens/segment_goldens.py
 fi
 if [ "$run_bench" = 1 ]; then
     "$venv/bin/python" scripts/goldens/evidently_bench.py ${extra_args[@]+"${extra_args[@]}"}
