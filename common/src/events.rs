@@ -187,6 +187,11 @@ pub struct MetricRow {
     /// each against the same segment of the reference; empty without such dimensions.
     #[serde(default)]
     pub segments: Vec<SegmentDrift>,
+    /// When the window's latest event was published to Kafka (the message timestamp the
+    /// scorer keeps from the producer): `stored_at` minus this is the end-to-end latency
+    /// from event to stored metric. `None` when the messages carry no timestamp.
+    #[serde(default)]
+    pub last_event_published_at: Option<DateTime<Utc>>,
     pub emitted_at: DateTime<Utc>,
 }
 
@@ -374,6 +379,38 @@ pub struct AlertEvent {
     pub emitted_at: DateTime<Utc>,
 }
 
+/// One monitor instance's health over the last reporting interval: what the service-health
+/// dashboard plots (the same numbers are on the instance's `/metrics`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthReport {
+    pub monitor: String,
+    /// Host name and process id: instances of one consumer group report separately.
+    pub instance: String,
+    /// End of the interval; (monitor, instance, at) identifies the report.
+    pub at: DateTime<Utc>,
+    pub interval_seconds: f64,
+    /// Messages consumed in the interval (scored events and completions).
+    pub events_in: u64,
+    pub events_per_second: f64,
+    /// Messages dead-lettered in the interval.
+    pub events_failed: u64,
+    /// Messages behind the end of the assigned partitions (librdkafka's consumer lag, from
+    /// the fetch high watermarks); `None` until the first statistics arrive.
+    pub consumer_lag: Option<i64>,
+    /// The scored topic's watermark (event time); `None` before the first event.
+    #[serde(default, with = "optional_naive_ts")]
+    pub watermark: Option<NaiveDateTime>,
+    pub open_windows: u64,
+    pub panes: u64,
+    /// Window rows published in the interval.
+    pub windows_emitted: u64,
+    /// Mean seconds from the publication of a window's latest event (its Kafka timestamp)
+    /// to the window's emission, over the windows emitted in the interval.
+    pub emit_latency_seconds: Option<f64>,
+    pub resident_memory_bytes: Option<u64>,
+    pub uptime_seconds: f64,
+}
+
 /// A message on the metrics topic, tagged by its `record` field.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "record", rename_all = "snake_case")]
@@ -386,6 +423,8 @@ pub enum MetricsRecord {
     Performance(PerformanceReport),
     /// An alert rule fired or resolved (`"record": "alert"`).
     Alert(AlertEvent),
+    /// A monitor instance's health over the last interval (`"record": "health"`).
+    Health(HealthReport),
 }
 
 impl From<MetricRow> for MetricsRecord {
@@ -405,6 +444,9 @@ impl MetricsRecord {
             MetricsRecord::Alert(alert) => {
                 format!("{}/alert/{}", alert.window.message_key(), alert.rule)
             }
+            MetricsRecord::Health(health) => {
+                format!("{}/health/{}", health.monitor, health.instance)
+            }
         }
     }
 }
@@ -420,6 +462,24 @@ mod naive_ts {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveDateTime, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         super::parse_timestamp(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+mod optional_naive_ts {
+    use chrono::NaiveDateTime;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(ts: &Option<NaiveDateTime>, s: S) -> Result<S::Ok, S::Error> {
+        match ts {
+            Some(ts) => super::naive_ts::serialize(ts, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveDateTime>, D::Error> {
+        let text = <Option<std::borrow::Cow<'de, str>>>::deserialize(d)?;
+        text.map(|t| super::parse_timestamp(&t).map_err(serde::de::Error::custom))
+            .transpose()
     }
 }
 
@@ -487,6 +547,7 @@ mod tests {
             }],
             contributions: vec![],
             segments: vec![],
+            last_event_published_at: None,
             emitted_at: Utc::now(),
         };
         let json = serde_json::to_string(&row).unwrap();

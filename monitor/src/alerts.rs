@@ -263,6 +263,7 @@ mod tests {
             outliers: vec![],
             contributions: vec![],
             segments: vec![],
+            last_event_published_at: None,
             emitted_at: Utc::now(),
         }
     }

@@ -135,6 +135,12 @@ pub struct RunArgs {
     /// Largest number of events decoded and aggregated as one micro-batch.
     #[arg(long, env = "MONITOR_MAX_BATCH", default_value_t = 8192)]
     pub max_batch: usize,
+
+    /// How often this instance publishes a health record (throughput, consumer lag, open
+    /// windows, emit latency, memory) to the metrics topic for the service-health
+    /// dashboard: 10s, 1m, ...; 0 turns it off.
+    #[arg(long, env = "MONITOR_HEALTH_INTERVAL", default_value = "10s")]
+    pub health_interval: String,
 }
 
 /// Options of `monitor batch`.

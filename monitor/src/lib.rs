@@ -9,6 +9,7 @@ pub mod decode;
 pub mod error;
 pub mod evaluate;
 pub mod explain;
+pub mod health;
 pub mod mapping;
 pub mod outliers;
 pub mod performance;

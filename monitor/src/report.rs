@@ -108,6 +108,9 @@ pub fn metric_row(
         outliers: metrics.outliers,
         contributions: metrics.contributions,
         segments: Vec::new(),
+        last_event_published_at: window
+            .last_published_ms
+            .and_then(chrono::DateTime::from_timestamp_millis),
         emitted_at: Utc::now(),
     }
 }

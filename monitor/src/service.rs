@@ -20,6 +20,7 @@ use crate::batch::{reference_errors, reference_from_parquet};
 use crate::config::{Resolved, RunArgs};
 use crate::decode::{decode_completion, DecodedEvent, Decoder};
 use crate::evaluate::{evaluate, ReferenceColumn};
+use crate::health::{instance_name, Gauges, HealthTracker};
 use crate::mapping::ColumnMapping;
 use crate::outliers::OutlierBounds;
 use crate::performance::{PerformanceOperator, Position, Prediction};
@@ -74,6 +75,10 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
     let lateness = parse_duration(&args.allowed_lateness)?;
     let horizon = parse_duration(&args.update_horizon)?;
     let idle = Duration::from_micros(parse_duration(&args.idle_timeout)? as u64);
+    let health_interval = match args.health_interval.trim() {
+        "0" | "0s" => None,
+        text => Some(Duration::from_micros(parse_duration(text)? as u64)),
+    };
 
     let started = Instant::now();
     let reference = reference_from_parquet(&resolved.reference, &mapping).await?;
@@ -169,6 +174,12 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
         performance,
         target,
         alerts,
+        health: HealthTracker::new(
+            &mapping.monitor_name,
+            instance_name(),
+            health_interval,
+            Instant::now(),
+        ),
     };
     let result = consume(
         &args,
@@ -216,6 +227,7 @@ struct LoopState {
     /// The target's field in completion events.
     target: String,
     alerts: Alerts,
+    health: HealthTracker,
 }
 
 /// Drift and data quality per segment (`[[segments]]` with `drift = true`).
@@ -274,16 +286,19 @@ async fn consume(
             };
             let position = Position { topic, partition };
             state.next_offsets.insert(position, offset + 1);
+            state.health.event_in();
             metrics::counter!("streamwatch_events_in_total", "stage" => "monitor").increment(1);
             let payload = message.payload().unwrap_or_default();
             let decoded = if topic == SCORED {
-                take_scored(state, position, offset, payload)
+                let published_ms = message.timestamp().to_millis();
+                take_scored(state, position, offset, payload, published_ms)
             } else {
                 take_completion(state, position, offset, payload)
             };
             if let Err(error) = decoded {
                 metrics::counter!("streamwatch_events_failed_total", "stage" => "monitor")
                     .increment(1);
+                state.health.event_failed();
                 let origin = Origin {
                     topic: message.topic(),
                     partition,
@@ -311,6 +326,7 @@ fn take_scored(
     position: Position,
     offset: i64,
     payload: &[u8],
+    published_ms: Option<i64>,
 ) -> std::result::Result<(), crate::decode::DecodeError> {
     state.decoder.decode(payload, &mut state.event)?;
     let time = state.event.event_time_us;
@@ -335,6 +351,9 @@ fn take_scored(
     state
         .batch
         .push_segmented(&state.event, &segments.ids, position.partition, offset);
+    if let Some(millis) = published_ms {
+        state.batch.set_published_ms(millis);
+    }
     if let (Some(performance), Some(id)) = (&mut state.performance, &state.event.trip_id) {
         let prediction = Prediction {
             time_us: time,
@@ -429,7 +448,11 @@ async fn process(
         let (revision, rows, drifted) =
             (row.revision, row.row_count, row.number_of_drifted_columns);
         let transitions = state.alerts.on_window(&row);
+        let published_at = row.last_event_published_at;
         outputs.publish(&MetricsRecord::Window(row)).await?;
+        state
+            .health
+            .window_emitted(published_at, chrono::Utc::now());
         publish_alerts(outputs, transitions).await?;
         metrics::counter!("streamwatch_monitor_windows_emitted_total", "kind" => kind).increment(1);
         tracing::info!(
@@ -468,6 +491,17 @@ async fn process(
     store_offsets(consumer, args, state);
     metrics::gauge!("streamwatch_monitor_open_windows").set(state.operator.open_windows() as f64);
     metrics::gauge!("streamwatch_monitor_panes").set(state.operator.panes() as f64);
+    let now = Instant::now();
+    if state.health.is_due(now) {
+        let gauges = Gauges {
+            watermark_us: watermark,
+            consumer_lag: None,
+            open_windows: state.operator.open_windows(),
+            panes: state.operator.panes(),
+        };
+        let report = state.health.take_report(gauges, now, chrono::Utc::now());
+        outputs.publish(&MetricsRecord::Health(report)).await?;
+    }
     Ok(())
 }
 

@@ -119,6 +119,8 @@ pub fn parse_duration(text: &str) -> Result<i64> {
 #[derive(Debug, Default)]
 pub struct MicroBatch {
     times: Vec<i64>,
+    /// Kafka timestamps (milliseconds; `i64::MIN` when a message has none).
+    published_ms: Vec<i64>,
     partitions: Vec<i32>,
     offsets: Vec<i64>,
     cell_ends: Vec<usize>,
@@ -133,6 +135,13 @@ impl MicroBatch {
         self.push_segmented(event, &[], partition, offset);
     }
 
+    /// Sets the Kafka timestamp (milliseconds) of the event pushed last.
+    pub fn set_published_ms(&mut self, millis: i64) {
+        if let Some(last) = self.published_ms.last_mut() {
+            *last = millis;
+        }
+    }
+
     /// An event with its segment id per drift dimension (as many as the operator has).
     pub fn push_segmented(
         &mut self,
@@ -142,6 +151,7 @@ impl MicroBatch {
         offset: i64,
     ) {
         self.segments.extend_from_slice(segments);
+        self.published_ms.push(i64::MIN);
         if self.values.len() < event.values.len() {
             self.values.resize_with(event.values.len(), Vec::new);
         }
@@ -165,6 +175,7 @@ impl MicroBatch {
 
     pub fn clear(&mut self) {
         self.times.clear();
+        self.published_ms.clear();
         self.partitions.clear();
         self.offsets.clear();
         self.cell_ends.clear();
@@ -183,6 +194,8 @@ impl MicroBatch {
 #[derive(Debug, Default)]
 struct Pane {
     rows: u64,
+    /// Latest Kafka timestamp of the pane's events (milliseconds), `i64::MIN` if none.
+    max_published_ms: i64,
     /// Per data-column id: seen in this pane at all, and cells that were not missing.
     seen: Vec<bool>,
     present: Vec<u64>,
@@ -200,6 +213,7 @@ impl Pane {
             columns: (0..columns)
                 .map(|_| ValueCountsAccumulator::default())
                 .collect(),
+            max_published_ms: i64::MIN,
             ..Self::default()
         }
     }
@@ -243,6 +257,8 @@ pub struct ReadyWindow {
     pub data: WindowData,
     /// The window's rows per segment of each drift dimension.
     pub segments: Vec<SegmentWindow>,
+    /// Latest Kafka timestamp (milliseconds) of the window's events, if they carry one.
+    pub last_published_ms: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -505,6 +521,7 @@ impl WindowOperator {
                         .expect("value_counts accepts Float64 arrays");
                 }
                 for r in row..end {
+                    pane.max_published_ms = pane.max_published_ms.max(batch.published_ms[r]);
                     pane.add_cells(batch.cells_of(r));
                     if dimensions > 0 {
                         pane.add_to_segments(batch, r, dimensions);
@@ -574,6 +591,10 @@ impl WindowOperator {
                     revision: *revision,
                     data,
                     segments,
+                    last_published_ms: panes()
+                        .map(|p| p.max_published_ms)
+                        .max()
+                        .filter(|ms| *ms != i64::MIN),
                 });
             }
         }

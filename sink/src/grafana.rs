@@ -1,5 +1,6 @@
-//! Reads the SQL out of Grafana dashboard JSON and expands Grafana's PostgreSQL macros, so tests
-//! can run every panel's query against a real database, as Grafana would send it.
+//! Reads the SQL, the template variables and the saved time range out of Grafana dashboard JSON
+//! and expands Grafana's PostgreSQL macros, so tests can run every panel's query against a real
+//! database, as Grafana would send it.
 
 use std::time::Duration;
 
@@ -54,11 +55,7 @@ pub fn panel_queries(dashboard_json: &str) -> Result<Vec<PanelQuery>> {
         if variable["type"] != "query" {
             continue;
         }
-        let sql = match &variable["query"] {
-            Value::String(sql) => Some(sql.as_str()),
-            query => query["rawSql"].as_str().or(query["query"].as_str()),
-        };
-        if let Some(sql) = sql {
+        if let Some(sql) = variable_sql(&variable["query"]) {
             queries.push(PanelQuery {
                 dashboard: title.clone(),
                 panel_title: format!("variable {}", variable["name"].as_str().unwrap_or_default()),
@@ -70,6 +67,103 @@ pub fn panel_queries(dashboard_json: &str) -> Result<Vec<PanelQuery>> {
         }
     }
     Ok(queries)
+}
+
+/// A dashboard's template variable (`templating.list`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemplateVariable {
+    pub name: String,
+    /// `query`, `custom`, `constant`, `textbox`, `interval`...
+    pub kind: String,
+    /// The SQL of a `query` variable.
+    pub sql: Option<String>,
+    /// The value saved with the dashboard (`current.value`; the first one of a list).
+    pub current: Option<String>,
+    pub multi: bool,
+    pub include_all: bool,
+}
+
+impl TemplateVariable {
+    /// `value` as Grafana's SQL datasources insert it: a single-value variable verbatim with
+    /// its quotes doubled (the SQL quotes it: `'$name'`), a multi-value or include-all one as a
+    /// quoted literal (the SQL lists it: `IN ($name)`).
+    pub fn sql_value(&self, value: &str) -> String {
+        let escaped = value.replace('\'', "''");
+        if self.multi || self.include_all {
+            format!("'{escaped}'")
+        } else {
+            escaped
+        }
+    }
+}
+
+/// The template variables of a dashboard, in their order (later ones may use earlier ones).
+pub fn template_variables(dashboard_json: &str) -> Result<Vec<TemplateVariable>> {
+    let dashboard: Value = serde_json::from_str(dashboard_json).map_err(|e| Error::Dashboard {
+        dashboard: "(unparsed)".into(),
+        problem: format!("is not valid JSON: {e}"),
+    })?;
+    let text = |value: &Value| match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Array(items) => items.first().and_then(|v| v.as_str()).map(str::to_owned),
+        _ => None,
+    };
+    Ok(dashboard["templating"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|variable| TemplateVariable {
+            name: variable["name"].as_str().unwrap_or_default().to_owned(),
+            kind: variable["type"].as_str().unwrap_or_default().to_owned(),
+            sql: (variable["type"] == "query")
+                .then(|| variable_sql(&variable["query"]))
+                .flatten()
+                .map(str::to_owned),
+            current: text(&variable["current"]["value"]),
+            multi: variable["multi"].as_bool().unwrap_or(false),
+            include_all: variable["includeAll"].as_bool().unwrap_or(false),
+        })
+        .collect())
+}
+
+/// A query variable's SQL: the query itself (older dashboards) or its `rawSql`.
+fn variable_sql(query: &Value) -> Option<&str> {
+    match query {
+        Value::String(sql) => Some(sql.as_str()),
+        query => query["rawSql"].as_str().or(query["query"].as_str()),
+    }
+}
+
+/// The dashboard's saved time range (`time.from`, `time.to`) as UTC times: absolute ones
+/// (`2022-02-01T00:00:00.000Z`) or relative to `now` (`now`, `now-6h`, `now-7d`; rounding
+/// such as `now/d` is not supported). None when missing or not understood.
+pub fn time_range(
+    dashboard_json: &str,
+    now: NaiveDateTime,
+) -> Option<(NaiveDateTime, NaiveDateTime)> {
+    let dashboard: Value = serde_json::from_str(dashboard_json).ok()?;
+    let point = |text: &str| -> Option<NaiveDateTime> {
+        if let Some(offset) = text.strip_prefix("now") {
+            if offset.is_empty() {
+                return Some(now);
+            }
+            let (sign, interval) = match offset.split_at(1) {
+                ("-", rest) => (-1.0, rest),
+                ("+", rest) => (1.0, rest),
+                _ => return None,
+            };
+            let seconds = interval_seconds(interval)?;
+            let millis = (sign * seconds * 1_000.0) as i64;
+            return now.checked_add_signed(chrono::Duration::milliseconds(millis));
+        }
+        DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|t| t.naive_utc())
+    };
+    let from = point(dashboard["time"]["from"].as_str()?)?;
+    let to = point(dashboard["time"]["to"].as_str()?)?;
+    (from < to).then_some((from, to))
 }
 
 fn collect_panels(dashboard: &str, panels: &[Value], queries: &mut Vec<PanelQuery>) {
@@ -484,5 +578,92 @@ mod tests {
         );
         assert!(panel_queries("{}").is_err());
         assert!(panel_queries("not json").is_err());
+    }
+
+    #[test]
+    fn template_variables_and_their_values() {
+        let dashboard = r#"{
+            "templating": {"list": [
+                {"name": "kind", "type": "query", "current": {"text": "tumbling", "value": "tumbling"},
+                 "query": {"refId": "V", "rawSql": "SELECT DISTINCT window_kind FROM w"}},
+                {"name": "size", "type": "query", "current": {"value": 86400},
+                 "query": "SELECT 86400::text"},
+                {"name": "segment", "type": "query", "multi": true, "current": {"value": ["Queens", "EWR"]},
+                 "query": {"rawSql": "SELECT DISTINCT segment FROM s"}},
+                {"name": "c", "type": "custom", "query": "x,y"}
+            ]}
+        }"#;
+        let variables = super::template_variables(dashboard).unwrap();
+        let summary: Vec<(&str, Option<&str>, Option<&str>, bool)> = variables
+            .iter()
+            .map(|v| {
+                (
+                    v.name.as_str(),
+                    v.sql.as_deref(),
+                    v.current.as_deref(),
+                    v.multi,
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (
+                    "kind",
+                    Some("SELECT DISTINCT window_kind FROM w"),
+                    Some("tumbling"),
+                    false
+                ),
+                ("size", Some("SELECT 86400::text"), Some("86400"), false),
+                (
+                    "segment",
+                    Some("SELECT DISTINCT segment FROM s"),
+                    Some("Queens"),
+                    true
+                ),
+                ("c", None, None, false),
+            ]
+        );
+        assert_eq!(variables[0].sql_value("O'Hare"), "O''Hare");
+        assert_eq!(variables[2].sql_value("O'Hare"), "'O''Hare'");
+        assert!(super::template_variables("{}").unwrap().is_empty());
+        assert!(super::template_variables("not json").is_err());
+    }
+
+    #[test]
+    fn saved_time_ranges() {
+        let now =
+            NaiveDateTime::parse_from_str("2025-06-01T12:00:00", "%Y-%m-%dT%H:%M:%S").unwrap();
+        let range = |from: &str, to: &str| {
+            time_range(
+                &format!(r#"{{"time": {{"from": "{from}", "to": "{to}"}}}}"#),
+                now,
+            )
+            .map(|(f, t)| (f.to_string(), t.to_string()))
+        };
+        assert_eq!(
+            range("2022-02-01T00:00:00.000Z", "2022-03-01T00:00:00.000Z"),
+            Some((
+                "2022-02-01 00:00:00".to_owned(),
+                "2022-03-01 00:00:00".to_owned()
+            ))
+        );
+        assert_eq!(
+            range("now-6h", "now"),
+            Some((
+                "2025-06-01 06:00:00".to_owned(),
+                "2025-06-01 12:00:00".to_owned()
+            ))
+        );
+        assert_eq!(
+            range("now-1d", "now+5m"),
+            Some((
+                "2025-05-31 12:00:00".to_owned(),
+                "2025-06-01 12:05:00".to_owned()
+            ))
+        );
+        assert_eq!(range("now/d", "now"), None);
+        assert_eq!(range("now", "now-1h"), None);
+        assert_eq!(time_range("{}", now), None);
     }
 }

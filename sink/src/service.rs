@@ -8,8 +8,8 @@ use deadpool_postgres::{
     Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, Transaction,
 };
 use streamwatch_common::events::{
-    AlertEvent, ColumnDrift, FeatureContribution, LateEvents, MetricRow, MetricsRecord,
-    PerformanceReport, PerformanceStats, SegmentDrift, WindowKey,
+    AlertEvent, ColumnDrift, FeatureContribution, HealthReport, LateEvents, MetricRow,
+    MetricsRecord, PerformanceReport, PerformanceStats, SegmentDrift, WindowKey,
 };
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::types::ToSql;
@@ -25,8 +25,9 @@ INSERT INTO window_metrics (
     monitor, window_kind, window_size_seconds, window_step_seconds, window_start, window_end,
     revision, row_count, number_of_columns, number_of_missing_values, share_of_missing_values,
     prediction_drift, prediction_stattest, prediction_threshold, prediction_drift_detected,
-    number_of_drifted_columns, share_of_drifted_columns, dataset_drift, emitted_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+    number_of_drifted_columns, share_of_drifted_columns, dataset_drift, emitted_at,
+    last_event_published_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
 ON CONFLICT (monitor, window_kind, window_size_seconds, window_step_seconds, window_start) DO UPDATE SET
     window_end = EXCLUDED.window_end,
     revision = EXCLUDED.revision,
@@ -42,6 +43,8 @@ ON CONFLICT (monitor, window_kind, window_size_seconds, window_step_seconds, win
     share_of_drifted_columns = EXCLUDED.share_of_drifted_columns,
     dataset_drift = EXCLUDED.dataset_drift,
     emitted_at = EXCLUDED.emitted_at,
+    last_event_published_at = EXCLUDED.last_event_published_at,
+    -- The end-to-end latency (view window_latency) is of the revision stored last.
     stored_at = now()
 WHERE window_metrics.revision <= EXCLUDED.revision
 RETURNING revision";
@@ -111,6 +114,15 @@ INSERT INTO late_events (
 SELECT $1, $2, $3, $4, $5, e.partition, e.offset_, e.event_time, $6, $7
 FROM UNNEST($8::int4[], $9::int8[], $10::timestamp[]) AS e(partition, offset_, event_time)
 ON CONFLICT DO NOTHING";
+
+/// Health reports are stored once per (monitor, instance, at); a re-delivered one changes nothing.
+const INSERT_HEALTH: &str = "\
+INSERT INTO service_health (
+    monitor, instance, at, interval_seconds, events_in, events_per_second, events_failed,
+    consumer_lag, watermark, open_windows, panes, windows_emitted, emit_latency_seconds,
+    resident_memory_bytes, uptime_seconds)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+ON CONFLICT (monitor, instance, at) DO NOTHING";
 
 /// A table of per-window rows (columns, quantiles, segments...), replaced whenever its window's
 /// row is stored: the window's rows are deleted, then all the new ones inserted by one statement
@@ -377,8 +389,8 @@ impl MetricStore {
 
     /// Writes `records` in one transaction, in order. For each window row: upsert its window;
     /// when that applied, replace the window's column, quantile, outlier, contribution and
-    /// segment rows (likewise performance reports and their segments). Late events are
-    /// inserted once. Nothing is written on error.
+    /// segment rows (likewise performance reports and their segments). Late events and health
+    /// reports are inserted once. Nothing is written on error.
     pub async fn write(&self, records: &[MetricsRecord]) -> Result<WriteSummary> {
         let mut client = self.client().await?;
         let tx = client
@@ -392,6 +404,7 @@ impl MetricStore {
                 MetricsRecord::Performance(report) => self.write_performance(&tx, report).await?,
                 MetricsRecord::Alert(alert) => self.write_alert(&tx, alert).await?,
                 MetricsRecord::LateEvents(late) => self.write_late(&tx, late).await?,
+                MetricsRecord::Health(health) => self.write_health(&tx, health).await?,
             };
             if applied {
                 summary.applied += 1;
@@ -494,6 +507,7 @@ impl MetricStore {
                     &row.share_of_drifted_columns,
                     &row.dataset_drift,
                     &row.emitted_at,
+                    &row.last_event_published_at,
                 ]),
             )
             .await?;
@@ -748,6 +762,34 @@ impl MetricStore {
         .await?;
         Ok(true)
     }
+
+    /// Stores a health report not stored yet (always applied: a repeated one changes nothing).
+    async fn write_health(&self, tx: &Transaction<'_>, health: &HealthReport) -> Result<bool> {
+        self.execute(
+            tx,
+            INSERT_HEALTH,
+            "insert into service_health",
+            &[
+                &health.monitor,
+                &health.instance,
+                &health.at,
+                &health.interval_seconds,
+                &saturating_i64(health.events_in),
+                &health.events_per_second,
+                &saturating_i64(health.events_failed),
+                &health.consumer_lag,
+                &health.watermark,
+                &saturating_i64(health.open_windows),
+                &saturating_i64(health.panes),
+                &saturating_i64(health.windows_emitted),
+                &health.emit_latency_seconds,
+                &health.resident_memory_bytes.map(saturating_i64),
+                &health.uptime_seconds,
+            ],
+        )
+        .await?;
+        Ok(true)
+    }
 }
 
 /// The arrays of a drift test's columns (`column_name` .. `error`), for rows holding one each.
@@ -819,7 +861,63 @@ pub fn validate(record: &MetricsRecord) -> std::result::Result<(), String> {
             }
             Ok(())
         }
+        MetricsRecord::Health(health) => validate_health(health),
     }
+}
+
+/// A health report the dashboard can plot: named, with finite non-negative numbers and counts
+/// that fit a bigint.
+fn validate_health(health: &HealthReport) -> std::result::Result<(), String> {
+    if health.monitor.is_empty() {
+        return Err("health report without a monitor".into());
+    }
+    if health.instance.is_empty() {
+        return Err(format!(
+            "health report of monitor {} without an instance",
+            health.monitor
+        ));
+    }
+    let numbers = [
+        ("interval_seconds", Some(health.interval_seconds)),
+        ("events_per_second", Some(health.events_per_second)),
+        ("emit_latency_seconds", health.emit_latency_seconds),
+        ("uptime_seconds", Some(health.uptime_seconds)),
+    ];
+    if let Some((name, value)) = numbers
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value?)))
+        .find(|(_, v)| !(v.is_finite() && *v >= 0.0))
+    {
+        return Err(format!(
+            "health report of {}/{}: {name} = {value} is not a finite non-negative number",
+            health.monitor, health.instance
+        ));
+    }
+    if let Some(lag) = health.consumer_lag.filter(|lag| *lag < 0) {
+        return Err(format!(
+            "health report of {}/{}: consumer_lag = {lag} is negative",
+            health.monitor, health.instance
+        ));
+    }
+    let counts = [
+        ("events_in", Some(health.events_in)),
+        ("events_failed", Some(health.events_failed)),
+        ("open_windows", Some(health.open_windows)),
+        ("panes", Some(health.panes)),
+        ("windows_emitted", Some(health.windows_emitted)),
+        ("resident_memory_bytes", health.resident_memory_bytes),
+    ];
+    if let Some((name, value)) = counts
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value?)))
+        .find(|(_, v)| i64::try_from(*v).is_err())
+    {
+        return Err(format!(
+            "health report of {}/{}: {name} = {value} does not fit a bigint",
+            health.monitor, health.instance
+        ));
+    }
+    Ok(())
 }
 
 /// A window shape every table accepts: a monitor, and a positive size that is a multiple of a
@@ -1007,6 +1105,73 @@ mod tests {
         WindowKind, WindowShape,
     };
 
+    fn health() -> HealthReport {
+        HealthReport {
+            monitor: "taxi".into(),
+            instance: "host-1/4242".into(),
+            at: Utc::now(),
+            interval_seconds: 5.0,
+            events_in: 5_000,
+            events_per_second: 1_000.0,
+            events_failed: 1,
+            consumer_lag: Some(12),
+            watermark: Some(parse_timestamp("2022-02-03T10:00:00").unwrap()),
+            open_windows: 26,
+            panes: 48,
+            windows_emitted: 2,
+            emit_latency_seconds: Some(0.4),
+            resident_memory_bytes: Some(64 << 20),
+            uptime_seconds: 35.0,
+        }
+    }
+
+    #[test]
+    fn health_reports_need_names_and_sane_numbers() {
+        let check = |h: HealthReport| validate(&MetricsRecord::Health(h));
+        assert_eq!(check(health()), Ok(()));
+        // Unknown yet is fine.
+        let mut early = health();
+        early.consumer_lag = None;
+        early.watermark = None;
+        early.emit_latency_seconds = None;
+        early.resident_memory_bytes = None;
+        early.interval_seconds = 0.0;
+        assert_eq!(check(early), Ok(()));
+
+        let mut bad = health();
+        bad.monitor.clear();
+        assert!(check(bad).unwrap_err().contains("without a monitor"));
+        let mut bad = health();
+        bad.instance.clear();
+        assert!(check(bad).unwrap_err().contains("without an instance"));
+        let mut bad = health();
+        bad.consumer_lag = Some(-1);
+        assert!(check(bad).unwrap_err().contains("consumer_lag = -1"));
+        let mut bad = health();
+        bad.resident_memory_bytes = Some(u64::MAX);
+        assert!(check(bad).unwrap_err().contains("resident_memory_bytes"));
+        let mut bad = health();
+        bad.events_in = u64::MAX;
+        assert!(check(bad).unwrap_err().contains("events_in"));
+        type Field = fn(&mut HealthReport, f64);
+        let fields: [(&str, Field); 4] = [
+            ("interval_seconds", |h, v| h.interval_seconds = v),
+            ("events_per_second", |h, v| h.events_per_second = v),
+            ("emit_latency_seconds", |h, v| {
+                h.emit_latency_seconds = Some(v)
+            }),
+            ("uptime_seconds", |h, v| h.uptime_seconds = v),
+        ];
+        for (name, set) in fields {
+            for value in [-1.0, f64::NAN, f64::INFINITY] {
+                let mut bad = health();
+                set(&mut bad, value);
+                let error = check(bad).unwrap_err();
+                assert!(error.contains(name), "{name} = {value}: {error}");
+            }
+        }
+    }
+
     #[test]
     fn describe_never_shows_the_password() {
         let config: tokio_postgres::Config =
@@ -1077,6 +1242,7 @@ mod tests {
             }],
             contributions: vec![],
             segments: vec![],
+            last_event_published_at: None,
             emitted_at: Utc::now(),
         }
     }

@@ -12,7 +12,7 @@ use alerting::{read, root, str_of, yaml, Threshold, DATASOURCE_UID, EXPRESSION_U
 use chrono::{Duration, Utc};
 use serde_norway::Value;
 use streamwatch_common::spec::Spec;
-use streamwatch_sink::grafana::{expand_macros, panel_queries};
+use streamwatch_sink::grafana::{expand_macros, panel_queries, template_variables};
 
 fn compose() -> Value {
     yaml("docker-compose.yml")
@@ -402,17 +402,196 @@ fn grafana_is_provisioned_with_a_fixed_datasource_uid() {
             );
         }
     }
+    // One query per panel, then one per query variable.
     let queries = panel_queries(&dashboard).unwrap();
-    assert_eq!(queries.len(), panels.len());
-    for query in queries
+    let (variable_queries, panel_queries): (Vec<_>, Vec<_>) = queries
         .iter()
-        .filter(|q| q.panel_title != "Drift per column and day")
+        .partition(|q| q.panel_title.starts_with("variable "));
+    assert_eq!(panel_queries.len(), panels.len());
+    let variables = template_variables(&dashboard).unwrap();
+    assert_eq!(
+        variable_queries.len(),
+        variables.iter().filter(|v| v.kind == "query").count()
+    );
+    assert!(variable_queries.len() >= 4, "{variable_queries:#?}");
+    for query in &variable_queries {
+        let source = query.datasource.as_ref();
+        assert_eq!(
+            source.map(|s| (s.kind.as_str(), s.uid.as_str())),
+            Some(("grafana-postgresql-datasource", DATASOURCE_UID)),
+            "{}",
+            query.panel_title
+        );
+    }
+    for query in panel_queries
+        .iter()
+        .filter(|q| q.panel_title != "Drift per column and window")
     {
         assert_eq!(query.format, "time_series", "{}", query.panel_title);
         assert!(
             query.sql.contains("$__timeFilter("),
             "{}",
             query.panel_title
+        );
+    }
+}
+
+/// `$name`, `${name}`, `${name:format}` and `[[name]]` references in SQL, but not Grafana's
+/// globals and macros (`$__...`).
+fn variable_references(sql: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for (i, _) in sql.match_indices('$') {
+        let rest = &sql[i + 1..];
+        let rest = rest.strip_prefix('{').unwrap_or(rest);
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            names.insert(name);
+        }
+    }
+    for piece in sql.split("[[").skip(1) {
+        if let Some((name, _)) = piece.split_once("]]") {
+            names.insert(name.split(':').next().unwrap().to_owned());
+        }
+    }
+    names
+}
+
+#[test]
+fn dashboards_filter_by_their_template_variables() {
+    let relations = alerting::migration_relations();
+    for expected in ["service_health", "window_latency"] {
+        assert!(relations.contains(expected), "{relations:?}");
+    }
+    let mut dashboards: Vec<PathBuf> = std::fs::read_dir(root().join("grafana/dashboards"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    dashboards.sort();
+    let mut read_by_some_panel: BTreeSet<String> = BTreeSet::new();
+    for path in &dashboards {
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(path).unwrap();
+        let variables = template_variables(&text).unwrap();
+        let names: Vec<&str> = variables.iter().map(|v| v.name.as_str()).collect();
+        for required in ["window_kind", "window_size"] {
+            assert!(names.contains(&required), "{file}: no variable {required}");
+        }
+        for (i, variable) in variables.iter().enumerate() {
+            let what = format!("{file} variable {}", variable.name);
+            assert_eq!(variable.kind, "query", "{what}");
+            let sql = variable
+                .sql
+                .as_deref()
+                .unwrap_or_else(|| panic!("{what}: no SQL"));
+            // One value each: the panels quote it themselves (`'$window_kind'`).
+            assert!(!variable.multi && !variable.include_all, "{what}");
+            assert!(variable.current.is_some(), "{what}: no saved value");
+            // A variable may use the ones before it (Grafana refreshes them in order).
+            for used in variable_references(sql) {
+                assert!(
+                    names[..i].contains(&used.as_str()),
+                    "{what} uses ${used}, not a variable before it"
+                );
+            }
+            for relation in alerting::referenced_relations(sql) {
+                assert!(relations.contains(&relation), "{what} reads {relation}");
+            }
+        }
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        for variable in json["templating"]["list"].as_array().unwrap() {
+            // Loaded when the dashboard opens, so new window shapes and segments show up.
+            assert!(
+                matches!(variable["refresh"].as_i64(), Some(1 | 2)),
+                "{file} variable {}: refresh",
+                variable["name"]
+            );
+        }
+        assert_eq!(
+            variables[names.iter().position(|n| *n == "window_kind").unwrap()]
+                .sql
+                .as_deref()
+                .map(alerting::referenced_relations),
+            Some(["window_metrics".to_owned()].into()),
+            "{file}: window kinds come from window_metrics"
+        );
+
+        let mut segment_panels = 0;
+        for query in panel_queries(&text)
+            .unwrap()
+            .iter()
+            .filter(|q| !q.panel_title.starts_with("variable "))
+        {
+            let what = format!("{file} panel {:?}", query.panel_title);
+            for used in variable_references(&query.sql) {
+                assert!(
+                    names.contains(&used.as_str()),
+                    "{what} uses undefined ${used}"
+                );
+            }
+            let read = alerting::referenced_relations(&query.sql);
+            assert!(!read.is_empty(), "{what}: reads no table");
+            for relation in &read {
+                assert!(
+                    relations.contains(relation),
+                    "{what} reads {relation}, which no migration creates"
+                );
+            }
+            read_by_some_panel.extend(read.iter().cloned());
+            // A panel on windows shows the chosen window shape, none fixed in its SQL.
+            if words(&query.sql).contains("window_kind") {
+                for filter in [
+                    "window_kind = '$window_kind'",
+                    "window_size_seconds = $window_size",
+                ] {
+                    assert!(query.sql.contains(filter), "{what} lacks {filter}");
+                }
+                assert!(!query.sql.contains("'tumbling'"), "{what}");
+            }
+            // A panel on segments shows the chosen dimension (and maybe segment).
+            if read.contains("segment_drift") || read.contains("segment_performance") {
+                segment_panels += 1;
+                assert!(
+                    query.sql.contains("dimension = '$dimension'"),
+                    "{what} lacks the dimension filter"
+                );
+                let value = if read.contains("segment_drift") {
+                    "segment"
+                } else {
+                    "value"
+                };
+                if query.sql.contains("$segment") {
+                    assert!(
+                        query.sql.contains(&format!("{value} = '$segment'")),
+                        "{what}: segment filter"
+                    );
+                }
+            }
+        }
+        if segment_panels > 0 {
+            for required in ["dimension", "segment"] {
+                assert!(names.contains(&required), "{file}: no variable {required}");
+            }
+            assert!(
+                text.contains("= '$segment'"),
+                "{file}: no panel shows the chosen segment"
+            );
+        }
+    }
+    for relation in [
+        "window_metrics",
+        "segment_drift",
+        "window_performance",
+        "segment_performance",
+        "service_health",
+        "window_latency",
+    ] {
+        assert!(
+            read_by_some_panel.contains(relation),
+            "no dashboard panel reads {relation}"
         );
     }
 }
@@ -717,7 +896,11 @@ fn grafana_logs_in_as_admin_and_provisions_every_dashboard() {
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    for expected in ["data-drift.json", "model-performance.json"] {
+    for expected in [
+        "data-drift.json",
+        "model-performance.json",
+        "service-health.json",
+    ] {
         assert!(names.iter().any(|n| n == expected), "{expected} missing");
     }
     let mut uids = BTreeSet::new();

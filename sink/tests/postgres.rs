@@ -3,14 +3,35 @@
 
 mod support;
 
-use chrono::Utc;
-use streamwatch_common::events::{LateEvent, LateEvents, MetricsRecord, WindowKind, WindowShape};
-use streamwatch_sink::grafana::{expand_macros, panel_queries};
-use streamwatch_sink::migrations;
-use streamwatch_sink::service::{MetricStore, WriteSummary};
-use support::{daily_row, database_url, drift, outliers, small_segment, tested_segment, TestDb};
+use std::collections::BTreeSet;
 
-const DASHBOARD: &str = include_str!("../../grafana/dashboards/data-drift.json");
+use chrono::{DateTime, Utc};
+use streamwatch_common::events::{
+    AlertEvent, AlertState, LateEvent, LateEvents, MetricsRecord, WindowKind, WindowShape,
+};
+use streamwatch_sink::grafana::{expand_macros, panel_queries, template_variables, time_range};
+use streamwatch_sink::migrations;
+use streamwatch_sink::service::{validate, MetricStore, WriteSummary};
+use support::{
+    contribution, daily_performance, daily_row, database_url, drift, health_report, outliers,
+    small_segment, tested_segment, TestDb,
+};
+
+/// Every dashboard Grafana provisions: (file name, JSON).
+fn dashboards() -> Vec<(String, String)> {
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../grafana/dashboards");
+    let mut dashboards: Vec<(String, String)> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "json"))
+        .map(|path| {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read_to_string(&path).unwrap())
+        })
+        .collect();
+    dashboards.sort();
+    dashboards
+}
 
 macro_rules! test_db {
     ($name:literal) => {{
@@ -69,6 +90,12 @@ async fn migrations_apply_once_and_grant_the_grafana_role() {
             "window_late_events",
             "segment_drift",
             "segment_column_drift",
+            "window_performance",
+            "segment_performance",
+            "alerts",
+            "feature_contributions",
+            "service_health",
+            "window_latency",
             "dummy_metrics",
             "daily_metrics",
         ] {
@@ -361,58 +388,375 @@ async fn the_views_give_the_course_columns() {
 #[tokio::test]
 async fn every_dashboard_query_returns_rows_for_the_grafana_role() {
     let db = test_db!("every_dashboard_query_returns_rows_for_the_grafana_role");
-    let rows: Vec<_> = ["2022-02-01", "2022-02-02", "2022-02-03"]
+    // Three days of every metric family, each day stored by a transaction of its own (so each
+    // window has its own stored_at, as when the monitor emits them one by one).
+    let published = Utc::now() - chrono::Duration::seconds(120);
+    for (i, day) in ["2022-02-01", "2022-02-02", "2022-02-03"]
         .iter()
         .enumerate()
-        .map(|(i, day)| {
-            let mut row = daily_row(day, 1, 0.1 + i as f64 / 20.0);
-            // One tested segment a day (a time series per segment), and one too small to test.
-            row.segments = vec![
-                small_segment("EWR"),
-                tested_segment("Queens", vec![drift("fare_amount", Some(0.2), true)]),
-            ];
-            row.into()
+    {
+        let mut row = daily_row(day, 1, 0.1 + i as f64 / 20.0);
+        // Tested segments (a time series each) and one too small to test.
+        row.segments = vec![
+            small_segment("EWR"),
+            tested_segment("Manhattan", vec![drift("prediction", Some(0.02), false)]),
+            tested_segment("Queens", vec![drift("fare_amount", Some(0.2), true)]),
+        ];
+        row.contributions = vec![
+            contribution("trip_distance", 2.5),
+            contribution("PULocationID", 0.4),
+        ];
+        row.last_event_published_at = Some(published + chrono::Duration::seconds(i as i64));
+        let performance = daily_performance(
+            day,
+            &[
+                ("Manhattan", Some(0.9)),
+                ("Queens", Some(1.3)),
+                ("EWR", None),
+            ],
+        );
+        db.store
+            .write(&[row.into(), MetricsRecord::Performance(performance)])
+            .await
+            .unwrap();
+    }
+    let alert = MetricsRecord::Alert(AlertEvent {
+        rule: "prediction drift".into(),
+        metric: "prediction_drift".into(),
+        op: ">=".into(),
+        threshold: 0.1,
+        for_windows: 1,
+        window: daily_row("2022-02-02", 1, 0.1).window,
+        state: AlertState::Firing,
+        value: Some(0.15),
+        emitted_at: Utc::now(),
+    });
+    let now = Utc::now();
+    let health: Vec<MetricsRecord> = [30, 20, 10]
+        .map(|ago| {
+            MetricsRecord::Health(health_report(
+                "host-1/4242",
+                now - chrono::Duration::seconds(ago),
+            ))
         })
-        .collect();
-    db.store.write(&rows).await.unwrap();
+        .into();
+    db.store.write(&[alert]).await.unwrap();
+    db.store.write(&health).await.unwrap();
 
-    let queries = panel_queries(DASHBOARD).unwrap();
-    assert_eq!(queries.len(), 6, "{queries:#?}");
-    let from = support::ts("2022-02-01T00:00:00");
-    let to = support::ts("2022-03-01T00:00:00");
     let client = db.client().await;
-    // Grafana's read-only role must be enough for every panel.
+    // Grafana's read-only role must be enough for every panel and variable.
     client
         .batch_execute("SET ROLE streamwatch_grafana")
         .await
         .unwrap();
-    for query in &queries {
-        let sql = expand_macros(&query.sql, from, to, &[]);
-        let result = client
-            .query(&sql, &[])
-            .await
-            .unwrap_or_else(|e| panic!("panel {:?}: {sql}\nfailed: {e}", query.panel_title));
-        assert!(
-            !result.is_empty(),
-            "panel {:?} returned no rows: {sql}",
-            query.panel_title
-        );
-        if query.format == "time_series" {
-            assert_eq!(result.len(), 3, "panel {:?}", query.panel_title);
-            assert_eq!(
-                result[0].columns()[0].name(),
-                "time",
-                "panel {:?}",
-                query.panel_title
+    let now = (Utc::now() + chrono::Duration::seconds(5)).naive_utc();
+    let mut titles = BTreeSet::new();
+    for (file, dashboard) in dashboards() {
+        let json: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
+        titles.insert(json["title"].as_str().unwrap().to_owned());
+        // Grafana opens a dashboard on its saved range; relative ones end now.
+        let (from, to) = time_range(&dashboard, now).unwrap_or_else(|| panic!("{file}: time"));
+        // Each variable's query runs with the values of those before it, and offers the
+        // saved value, which the panels then use.
+        let mut values: Vec<(String, String)> = Vec::new();
+        for variable in template_variables(&dashboard).unwrap() {
+            let what = format!("{file} variable {}", variable.name);
+            let sql = variable
+                .sql
+                .as_deref()
+                .unwrap_or_else(|| panic!("{what}: no query"));
+            let sql = expand_macros(sql, from, to, &pairs(&values));
+            assert!(!sql.contains('$'), "{what}: a variable is left: {sql}");
+            let options: Vec<String> = client
+                .query(&sql, &[])
+                .await
+                .unwrap_or_else(|e| panic!("{what}: {sql}\nfailed: {}", db_message(&e)))
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let current = variable
+                .current
+                .clone()
+                .unwrap_or_else(|| panic!("{what}: no value"));
+            assert!(
+                options.contains(&current),
+                "{what}: the saved value {current:?} is not among {options:?}"
             );
+            values.push((variable.name.clone(), variable.sql_value(&current)));
+        }
+        let queries = panel_queries(&dashboard).unwrap();
+        let panels: Vec<_> = queries
+            .iter()
+            .filter(|q| !q.panel_title.starts_with("variable "))
+            .collect();
+        assert!(panels.len() >= 6, "{file}: {} panels", panels.len());
+        for query in &panels {
+            let what = format!("{file} panel {:?}", query.panel_title);
+            let sql = expand_macros(&query.sql, from, to, &pairs(&values));
+            assert!(
+                !sql.contains('$'),
+                "{what}: a variable or macro is left: {sql}"
+            );
+            let result = client
+                .query(&sql, &[])
+                .await
+                .unwrap_or_else(|e| panic!("{what}: {sql}\nfailed: {}", db_message(&e)));
+            assert!(!result.is_empty(), "{what} returned no rows: {sql}");
+            if query.format == "time_series" {
+                assert_eq!(result[0].columns()[0].name(), "time", "{what}");
+                // Three days, three health reports, three stored windows.
+                let times = count(
+                    &client,
+                    &format!(r#"SELECT count(DISTINCT "time") FROM ({sql}) AS panel"#),
+                )
+                .await;
+                assert_eq!(times, 3, "{what}: {sql}");
+            }
+        }
+        // After the range the panels are empty: the time filter is applied.
+        let later = to + chrono::Duration::days(1);
+        for query in &panels {
+            let sql = expand_macros(
+                &query.sql,
+                later,
+                later + chrono::Duration::days(1),
+                &pairs(&values),
+            );
+            assert!(client.query(&sql, &[]).await.unwrap().is_empty(), "{sql}");
         }
     }
-    // Outside the time range the panels are empty: the filter is applied.
-    let later = support::ts("2023-01-01T00:00:00");
-    for query in &queries {
-        let sql = expand_macros(&query.sql, later, later + chrono::Duration::days(1), &[]);
-        assert!(client.query(&sql, &[]).await.unwrap().is_empty(), "{sql}");
+    for title in ["Data drift", "Model performance", "Service health"] {
+        assert!(
+            titles.contains(title),
+            "no dashboard {title:?} in {titles:?}"
+        );
     }
+    db.drop_database().await;
+}
+
+/// The server's message for a failed query (`Display` says only "db error").
+fn db_message(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => error.to_string(),
+    }
+}
+
+/// Variable values as `expand_macros` takes them.
+fn pairs(values: &[(String, String)]) -> Vec<(&str, &str)> {
+    values
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect()
+}
+
+#[tokio::test]
+async fn health_reports_are_stored_once() {
+    let db = test_db!("health_reports_are_stored_once");
+    let at = DateTime::parse_from_rfc3339("2025-06-01T12:00:05.250Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let report = health_report("host-1/4242", at);
+    let record = MetricsRecord::Health(report.clone());
+    assert_eq!(validate(&record), Ok(()));
+    // Delivered twice (a monitor restarted before its offsets were committed), and twice in
+    // one batch.
+    for _ in 0..2 {
+        db.store.write(std::slice::from_ref(&record)).await.unwrap();
+    }
+    db.store
+        .write(&[record.clone(), record.clone()])
+        .await
+        .unwrap();
+    let client = db.client().await;
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM service_health").await,
+        1
+    );
+    let row = client
+        .query_one(
+            "SELECT monitor, instance, at, interval_seconds, events_in, events_per_second,
+                    events_failed, consumer_lag, watermark, open_windows, panes, windows_emitted,
+                    emit_latency_seconds, resident_memory_bytes, uptime_seconds
+             FROM service_health",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "taxi");
+    assert_eq!(row.get::<_, String>(1), "host-1/4242");
+    assert_eq!(row.get::<_, DateTime<Utc>>(2), at);
+    assert_eq!(row.get::<_, f64>(3), 5.0);
+    assert_eq!(row.get::<_, i64>(4), 6_000);
+    assert_eq!(row.get::<_, f64>(5), 1_200.0);
+    assert_eq!(row.get::<_, i64>(6), 2);
+    assert_eq!(row.get::<_, Option<i64>>(7), Some(340));
+    assert_eq!(
+        row.get::<_, Option<chrono::NaiveDateTime>>(8),
+        report.watermark
+    );
+    assert_eq!(
+        (
+            row.get::<_, i64>(9),
+            row.get::<_, i64>(10),
+            row.get::<_, i64>(11)
+        ),
+        (26, 48, 3)
+    );
+    assert_eq!(row.get::<_, Option<f64>>(12), Some(0.75));
+    assert_eq!(row.get::<_, Option<i64>>(13), Some(96 << 20));
+    assert_eq!(row.get::<_, f64>(14), 65.0);
+
+    // The next report of the instance, another instance's, and one without the values known
+    // only later (lag, watermark, latency, memory) are rows of their own.
+    let next = health_report("host-1/4242", at + chrono::Duration::seconds(5));
+    let other = health_report("host-2/17", at);
+    let mut early = health_report("host-3/9", at);
+    early.consumer_lag = None;
+    early.watermark = None;
+    early.emit_latency_seconds = None;
+    early.resident_memory_bytes = None;
+    db.store
+        .write(&[next, other, early].map(MetricsRecord::Health))
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM service_health").await,
+        4
+    );
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM service_health WHERE consumer_lag IS NULL AND watermark IS NULL"
+        )
+        .await,
+        1
+    );
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn an_invalid_health_report_is_rejected() {
+    let db = test_db!("an_invalid_health_report_is_rejected");
+    let at = Utc::now();
+    let mut no_monitor = health_report("host-1/4242", at);
+    no_monitor.monitor.clear();
+    let mut no_instance = health_report("host-1/4242", at);
+    no_instance.instance.clear();
+    let mut negative_lag = health_report("host-1/4242", at);
+    negative_lag.consumer_lag = Some(-5);
+    let mut negative_rate = health_report("host-1/4242", at);
+    negative_rate.events_per_second = -1.0;
+    let mut nan_latency = health_report("host-1/4242", at);
+    nan_latency.emit_latency_seconds = Some(f64::NAN);
+    let mut nan_uptime = health_report("host-1/4242", at);
+    nan_uptime.uptime_seconds = f64::NAN;
+    let bad = [
+        (no_monitor, "monitor"),
+        (no_instance, "instance"),
+        (negative_lag, "consumer_lag"),
+        (negative_rate, "events_per_second"),
+        (nan_latency, "emit_latency_seconds"),
+        (nan_uptime, "uptime_seconds"),
+    ];
+    for (report, field) in &bad {
+        let record = MetricsRecord::Health(report.clone());
+        // The sink's check dead-letters it...
+        let reason = validate(&record).unwrap_err();
+        assert!(reason.contains(field), "{field}: {reason}");
+        if report.emit_latency_seconds.is_some_and(f64::is_nan) || report.uptime_seconds.is_nan() {
+            continue; // JSON cannot carry NaN
+        }
+        let json = serde_json::to_vec(&record).unwrap();
+        let (kind, reason) = streamwatch_sink::sink::decode(&json).unwrap_err();
+        assert_eq!(kind, "invalid_row", "{field}: {reason}");
+        assert!(reason.contains(field), "{field}: {reason}");
+    }
+    // ...and the schema refuses it too, should it get past the check: nothing is written.
+    for (report, field) in bad {
+        let error = db
+            .store
+            .write(&[
+                MetricsRecord::Health(health_report("host-9/1", at)),
+                MetricsRecord::Health(report),
+            ])
+            .await
+            .unwrap_err();
+        assert!(error.is_rejection(), "{field}: {error}");
+    }
+    let client = db.client().await;
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM service_health").await,
+        0
+    );
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn window_latency_is_from_the_latest_event_to_the_stored_revision() {
+    let db = test_db!("window_latency_is_from_the_latest_event_to_the_stored_revision");
+    let published = Utc::now() - chrono::Duration::seconds(90);
+    let mut first = daily_row("2022-02-01", 1, 0.1);
+    first.last_event_published_at = Some(published);
+    let mut untimed = daily_row("2022-02-02", 1, 0.1);
+    untimed.last_event_published_at = None;
+    db.store
+        .write(&[first.clone().into(), untimed.into()])
+        .await
+        .unwrap();
+    let client = db.client().await;
+    let latency = || {
+        let client = &client;
+        async move {
+            let row = client
+                .query_one(
+                    "SELECT l.latency_seconds, l.stored_at, w.stored_at, l.last_event_published_at,
+                            l.revision, l.window_end
+                     FROM window_latency l JOIN window_metrics w USING (monitor, window_kind,
+                          window_size_seconds, window_step_seconds, window_start)",
+                    &[],
+                )
+                .await
+                .unwrap();
+            let seconds: f64 = row.get(0);
+            let stored: DateTime<Utc> = row.get(1);
+            assert_eq!(stored, row.get::<_, DateTime<Utc>>(2));
+            let event: DateTime<Utc> = row.get(3);
+            assert_eq!(row.get::<_, chrono::NaiveDateTime>(5), first.window.end);
+            (seconds, stored, event, row.get::<_, i64>(4))
+        }
+    };
+    // Only the window with a publication time is in the view.
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM window_latency").await,
+        1
+    );
+    let (seconds, stored, event, revision) = latency().await;
+    assert_eq!(revision, 1);
+    assert_eq!(event.timestamp_micros(), published.timestamp_micros());
+    let expected = (stored - event).num_microseconds().unwrap() as f64 / 1e6;
+    assert!((seconds - expected).abs() < 1e-6, "{seconds} vs {expected}");
+    assert!((90.0..150.0).contains(&seconds), "{seconds}");
+
+    // A stale revision changes nothing; a newer one (a late event) sets both times again.
+    let mut stale = daily_row("2022-02-01", 0, 0.1);
+    stale.last_event_published_at = Some(published - chrono::Duration::hours(1));
+    db.store.write(&[stale.into()]).await.unwrap();
+    assert_eq!(latency().await, (seconds, stored, event, 1));
+    let late = Utc::now() - chrono::Duration::seconds(30);
+    let mut second = daily_row("2022-02-01", 2, 0.1);
+    second.last_event_published_at = Some(late);
+    db.store.write(&[second.into()]).await.unwrap();
+    let (seconds, restored, event, revision) = latency().await;
+    assert_eq!(revision, 2);
+    assert!(
+        restored > stored,
+        "stored_at is set again: {restored} vs {stored}"
+    );
+    assert_eq!(event.timestamp_micros(), late.timestamp_micros());
+    let expected = (restored - event).num_microseconds().unwrap() as f64 / 1e6;
+    assert!((seconds - expected).abs() < 1e-6, "{seconds} vs {expected}");
+    assert!((30.0..90.0).contains(&seconds), "{seconds}");
     db.drop_database().await;
 }
 

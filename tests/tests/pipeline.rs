@@ -304,6 +304,102 @@ async fn check_window(
     Ok(())
 }
 
+/// Per day and pickup borough, the stored segment drift against `feb-2022-segments.json`.
+async fn check_segments(client: &tokio_postgres::Client) -> Result<()> {
+    let goldens: Value = serde_json::from_str(&std::fs::read_to_string(
+        repo_root().join("tests/golden/feb-2022-segments.json"),
+    )?)?;
+    let cases = goldens["cases"].as_array().context("golden cases")?;
+    let daily = "WHERE window_kind = 'tumbling' AND window_size_seconds = 86400 \
+                 AND window_start = $1 AND dimension = 'pickup_borough' AND segment = $2";
+    let mut tested = 0;
+    for case in cases {
+        let start = chrono::NaiveDateTime::parse_from_str(
+            case["start"].as_str().unwrap(),
+            "%Y-%m-%dT%H:%M:%S",
+        )?;
+        let segment = case["segment"].as_str().unwrap();
+        let what = case["name"].as_str().unwrap();
+        let stored = client
+            .query_opt(
+                &format!("SELECT row_count, reference_rows, too_small, number_of_missing_values, dataset_drift, number_of_drifted_columns, prediction_drift FROM segment_drift {daily}"),
+                &[&start, &segment],
+            )
+            .await?;
+        if case["row_count"].as_i64() == Some(0) {
+            assert!(stored.is_none(), "{what}: no trips, yet a segment row");
+            continue;
+        }
+        let stored = stored.with_context(|| format!("{what}: no segment_drift row"))?;
+        assert_eq!(
+            stored.get::<_, i64>(0),
+            case["row_count"].as_i64().unwrap(),
+            "{what}: rows"
+        );
+        assert_eq!(
+            stored.get::<_, i64>(1),
+            case["reference_rows"].as_i64().unwrap(),
+            "{what}: reference rows"
+        );
+        let too_small = case["too_small"].as_bool().unwrap();
+        assert_eq!(stored.get::<_, bool>(2), too_small, "{what}: too small");
+        // A too-small segment's missing values are recorded next to its counts.
+        let expected = if too_small { case } else { &case["expected"] };
+        assert_eq!(
+            stored.get::<_, i64>(3),
+            expected["number_of_missing_values"].as_i64().unwrap(),
+            "{what}: missing cells"
+        );
+        if too_small {
+            continue;
+        }
+        tested += 1;
+        assert_eq!(
+            stored.get::<_, Option<bool>>(4),
+            expected["dataset_drift"].as_bool(),
+            "{what}: dataset drift"
+        );
+        assert_eq!(
+            stored.get::<_, Option<i64>>(5),
+            expected["number_of_drifted_columns"].as_i64(),
+            "{what}: drifted columns"
+        );
+        assert_close(
+            &format!("{what}: prediction drift"),
+            &expected["prediction_drift"]["drift_score"],
+            stored.get(6),
+        );
+        for column in expected["columns"].as_array().unwrap() {
+            let name = column["column"].as_str().unwrap();
+            let row = client
+                .query_one(
+                    &format!("SELECT stattest, score, drift_detected FROM segment_column_drift {daily} AND column_name = $3"),
+                    &[&start, &segment, &name],
+                )
+                .await
+                .with_context(|| format!("{what}: no drift row for {name}"))?;
+            assert_eq!(
+                row.get::<_, String>(0),
+                column["stattest"].as_str().unwrap(),
+                "{what} {name}: test"
+            );
+            assert_eq!(
+                row.get::<_, bool>(2),
+                column["drift_detected"].as_bool().unwrap(),
+                "{what} {name}: flag"
+            );
+            assert_close(
+                &format!("{what} {name}"),
+                &column["drift_score"],
+                row.get(1),
+            );
+        }
+    }
+    assert!(tested >= 100, "only {tested} segments were tested");
+    eprintln!("feb-2022-segments.json: {tested} (day, borough) segments equal Evidently's");
+    Ok(())
+}
+
 fn assert_close(what: &str, expected: &Value, actual: Option<f64>) {
     assert_close_scaled(what, expected, actual, 0.0);
 }
@@ -316,10 +412,10 @@ fn assert_close_scaled(what: &str, expected: &Value, actual: Option<f64>, scale:
     match (golden_f64(expected), actual) {
         (Some(e), Some(a)) => assert!(
             e == a || (e - a).abs() <= 1e-12 * e.abs().max(a.abs()).max(scale),
-            "{what}: {a} vs scikit-learn's {e}"
+            "{what}: {a} vs the golden {e}"
         ),
         (None, None) => {}
-        (e, a) => panic!("{what}: {a:?} vs scikit-learn's {e:?}"),
+        (e, a) => panic!("{what}: {a:?} vs the golden {e:?}"),
     }
 }
 
@@ -733,6 +829,10 @@ async fn february_replay_matches_evidently_in_postgres() -> Result<()> {
         eprintln!("{file}: {} windows equal Evidently's", cases.len());
     }
 
+    // Drift per pickup borough and day, streamed through segment sub-panes, equals
+    // Evidently's report on both frames filtered to the borough.
+    check_segments(&client).await?;
+
     // Model performance per pickup day, overall and per borough, equals scikit-learn's.
     check_performance(&client, &log_dir).await?;
 
@@ -821,22 +921,70 @@ async fn february_replay_matches_evidently_in_postgres() -> Result<()> {
             continue;
         }
         let dashboard = std::fs::read_to_string(&path)?;
+        // The dashboard's saved range, as Grafana opens it (service health: the last hour).
+        let (from, to) =
+            streamwatch_sink::grafana::time_range(&dashboard, chrono::Utc::now().naive_utc())
+                .unwrap_or((from, to));
+        // Template variables in order (each may use the ones before): its query must offer
+        // values; the saved one is taken when offered, else the first.
+        let mut values: Vec<(String, String)> = Vec::new();
+        for variable in streamwatch_sink::grafana::template_variables(&dashboard)? {
+            let Some(sql) = &variable.sql else {
+                continue;
+            };
+            let vars: Vec<(&str, &str)> = values
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
+            let sql = streamwatch_sink::grafana::expand_macros(sql, from, to, &vars);
+            let options: Vec<String> = client
+                .query(sql.as_str(), &[])
+                .await
+                .with_context(|| {
+                    format!("variable {} of {}: {sql}", variable.name, path.display())
+                })?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<Result<_, _>>()
+                .with_context(|| format!("variable {}: values are text", variable.name))?;
+            let value = variable
+                .current
+                .clone()
+                .filter(|c| options.contains(c))
+                .or_else(|| options.first().cloned())
+                .with_context(|| {
+                    format!(
+                        "variable {} of {} has no values: {sql}",
+                        variable.name,
+                        path.display()
+                    )
+                })?;
+            values.push((variable.name.clone(), variable.sql_value(&value)));
+        }
+        let vars: Vec<(&str, &str)> = values
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
         for query in streamwatch_sink::grafana::panel_queries(&dashboard)? {
-            let sql = streamwatch_sink::grafana::expand_macros(&query.sql, from, to, &[]);
+            if query.panel_title.starts_with("variable ") {
+                continue; // ran above
+            }
+            let sql = streamwatch_sink::grafana::expand_macros(&query.sql, from, to, &vars);
             let rows = client.query(sql.as_str(), &[]).await.with_context(|| {
                 format!("panel {:?} of {}: {sql}", query.panel_title, path.display())
             })?;
             assert!(
                 !rows.is_empty(),
-                "panel {:?} returned no rows: {sql}",
-                query.panel_title
+                "panel {:?} of {} returned no rows ({values:?}): {sql}",
+                query.panel_title,
+                path.display()
             );
             panels += 1;
         }
     }
     assert!(
-        panels >= 5,
-        "the dashboards have at least five panels, found {panels}"
+        panels >= 20,
+        "the dashboards have at least twenty panels, found {panels}"
     );
 
     // Out of order after the end of the month: a trip of February 1st is past every window's

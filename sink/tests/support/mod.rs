@@ -3,10 +3,11 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use chrono::{NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use streamwatch_common::events::{
-    parse_timestamp, ColumnDrift, ColumnOutliers, MetricRow, QuantileValue, SegmentDrift,
-    WindowKey, WindowKind,
+    parse_timestamp, ColumnDrift, ColumnOutliers, FeatureContribution, HealthReport, LabelDelay,
+    MetricRow, PerformanceReport, PerformanceStats, QuantileValue, RegressionMetrics, SegmentDrift,
+    SegmentPerformance, WindowKey, WindowKind,
 };
 use streamwatch_sink::service::MetricStore;
 use tokio_postgres::{Client, Config, NoTls};
@@ -173,6 +174,7 @@ pub fn daily_row(day: &str, revision: u32, prediction_drift: f64) -> MetricRow {
         ],
         contributions: vec![],
         segments: vec![],
+        last_event_published_at: None,
         emitted_at: Utc::now(),
     }
 }
@@ -227,5 +229,105 @@ pub fn small_segment(segment: &str) -> SegmentDrift {
         share_of_drifted_columns: None,
         dataset_drift: None,
         columns: vec![],
+    }
+}
+
+/// A linear model feature's contributions in a window of 2,399 rows.
+pub fn contribution(feature: &str, mean_abs: f64) -> FeatureContribution {
+    FeatureContribution {
+        feature: feature.into(),
+        coefficient: 0.75,
+        reference_mean: 2.9,
+        mean_contribution: Some(mean_abs / 2.0),
+        mean_abs_contribution: Some(mean_abs),
+        reference_mean_abs_contribution: 1.1,
+        drift_score: Some(0.05),
+        drift_detected: false,
+        rows: 2_399,
+    }
+}
+
+/// Labelled performance of `predictions` rows with MAE `mae`.
+pub fn performance_stats(predictions: u64, mae: f64) -> PerformanceStats {
+    PerformanceStats {
+        predictions,
+        labelled_rows: predictions - 10,
+        metrics: Some(RegressionMetrics {
+            mae,
+            rmse: mae * 1.45,
+            mape: Some(0.31),
+            mape_rows: predictions - 10,
+            r2: Some(0.42),
+            mean_error: 0.4,
+        }),
+        label_delay: Some(LabelDelay {
+            mean_seconds: 1_100.0,
+            p50_seconds: 900.0,
+            p95_seconds: 2_700.0,
+            max_seconds: 9_000.0,
+        }),
+    }
+}
+
+/// Performance of the daily window of `daily_row(day, ..)` with a segment of `pickup_borough`
+/// per `(segment, mae_ratio)` (a ratio of None: too small to measure).
+pub fn daily_performance(day: &str, segments: &[(&str, Option<f64>)]) -> PerformanceReport {
+    let mae = 6.2;
+    let segments: Vec<SegmentPerformance> = segments
+        .iter()
+        .map(|(value, ratio)| SegmentPerformance {
+            dimension: "pickup_borough".into(),
+            value: (*value).into(),
+            stats: match ratio {
+                Some(ratio) => performance_stats(800, mae * ratio),
+                None => PerformanceStats {
+                    predictions: 3,
+                    labelled_rows: 3,
+                    metrics: None,
+                    label_delay: None,
+                },
+            },
+            too_small: ratio.is_none(),
+            mae_ratio: *ratio,
+            bias_ratio: ratio.map(|_| 1.0),
+            unfair: ratio.is_some_and(|r| !(0.8..=1.25).contains(&r)),
+        })
+        .collect();
+    let worst = segments
+        .iter()
+        .filter_map(|s| Some((s, s.mae_ratio?)))
+        .max_by(|a, b| a.1.max(1.0 / a.1).total_cmp(&b.1.max(1.0 / b.1)));
+    PerformanceReport {
+        window: daily_row(day, 1, 0.1).window,
+        revision: 1,
+        overall: performance_stats(2_399, mae),
+        unmatched_completions: 0,
+        worst_segment: worst.map(|(s, _)| format!("{}={}", s.dimension, s.value)),
+        worst_mae_ratio: worst.map(|(_, r)| r),
+        segments,
+        fairness_band: [0.8, 1.25],
+        error_outliers: None,
+        emitted_at: Utc::now(),
+    }
+}
+
+/// A health report of monitor `taxi`'s `instance` for the 5 seconds up to `at`.
+pub fn health_report(instance: &str, at: DateTime<Utc>) -> HealthReport {
+    HealthReport {
+        monitor: "taxi".into(),
+        instance: instance.into(),
+        at,
+        interval_seconds: 5.0,
+        events_in: 6_000,
+        events_per_second: 1_200.0,
+        events_failed: 2,
+        consumer_lag: Some(340),
+        watermark: Some(ts("2022-02-03T10:00:00")),
+        open_windows: 26,
+        panes: 48,
+        windows_emitted: 3,
+        emit_latency_seconds: Some(0.75),
+        resident_memory_bytes: Some(96 << 20),
+        uptime_seconds: 65.0,
     }
 }
