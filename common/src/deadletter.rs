@@ -1,10 +1,8 @@
 //! The dead-letter topic: every message a stage cannot process goes there with the
 //! stage, the reason and the original bytes, and is counted per reason.
 
-use std::time::Duration;
-
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 use crate::events::{HEADER_DLQ_ORIGIN, HEADER_DLQ_REASON, HEADER_DLQ_STAGE};
 use crate::{Error, Result};
@@ -49,6 +47,22 @@ impl DeadLetters {
         key: Option<&[u8]>,
         payload: &[u8],
     ) -> Result<()> {
+        self.enqueue(kind, reason, origin, key, payload)?
+            .delivered()
+            .await
+    }
+
+    /// Like [`Self::send`], but returns once the producer has queued the message: a burst of
+    /// bad input is published in batches instead of one round trip each. Await
+    /// [`PendingDeadLetter::delivered`] before storing the original's offset.
+    pub fn enqueue(
+        &self,
+        kind: &'static str,
+        reason: &str,
+        origin: Option<Origin<'_>>,
+        key: Option<&[u8]>,
+        payload: &[u8],
+    ) -> Result<PendingDeadLetter> {
         let origin_text = origin
             .map(|o| format!("{}/{}/{}", o.topic, o.partition, o.offset))
             .unwrap_or_default();
@@ -74,13 +88,38 @@ impl DeadLetters {
         tracing::warn!(stage = self.stage, kind, reason, origin = %origin_text, "event dead-lettered");
         metrics::counter!("streamwatch_dead_letters_total", "stage" => self.stage, "reason" => kind)
             .increment(1);
-        self.producer
-            .send(record, Duration::from_secs(30))
-            .await
-            .map(|_| ())
-            .map_err(|(source, _)| Error::DeadLetter {
-                topic: self.topic.clone(),
-                source,
-            })
+        let delivery =
+            self.producer
+                .send_result(record)
+                .map_err(|(source, _)| Error::DeadLetter {
+                    topic: self.topic.clone(),
+                    source,
+                })?;
+        Ok(PendingDeadLetter {
+            delivery,
+            topic: self.topic.clone(),
+        })
+    }
+}
+
+/// A dead letter the producer has queued.
+pub struct PendingDeadLetter {
+    delivery: DeliveryFuture,
+    topic: String,
+}
+
+impl PendingDeadLetter {
+    /// Waits for the broker's acknowledgement (the producer retries until
+    /// `message.timeout.ms`).
+    pub async fn delivered(self) -> Result<()> {
+        let failed = |source| Error::DeadLetter {
+            topic: self.topic.clone(),
+            source,
+        };
+        match self.delivery.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((source, _))) => Err(failed(source)),
+            Err(_canceled) => Err(failed(rdkafka::error::KafkaError::Canceled)),
+        }
     }
 }

@@ -1,11 +1,19 @@
-//! Kafka client settings shared by every stage, settable from flags or the environment.
+//! Kafka client settings shared by every stage, settable from flags or the environment, and
+//! the consumer context that turns librdkafka statistics into consumer-lag gauges.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use clap::Args;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
+use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaErrorCode;
+use serde::Deserialize;
 
 use crate::{Error, Result};
 
@@ -39,7 +47,28 @@ pub struct KafkaArgs {
     /// Extra librdkafka properties as comma-separated key=value pairs (for example `linger.ms=20`).
     #[arg(long, env = "KAFKA_EXTRA_CONFIG", default_value = "")]
     pub extra_config: String,
+
+    /// How often consumers publish librdkafka statistics (the consumer-lag gauges), in
+    /// milliseconds; 0 turns them off.
+    #[arg(
+        long = "kafka-statistics-interval-ms",
+        env = "KAFKA_STATISTICS_INTERVAL_MS",
+        default_value_t = DEFAULT_STATISTICS_INTERVAL_MS
+    )]
+    pub statistics_interval_ms: u64,
 }
+
+/// Default of [`KafkaArgs::statistics_interval_ms`].
+pub const DEFAULT_STATISTICS_INTERVAL_MS: u64 = 5000;
+
+/// Gauge of the messages between a partition's high watermark and the group's committed
+/// offset, labelled `stage`, `topic`, `partition`.
+pub const CONSUMER_LAG: &str = "streamwatch_consumer_lag";
+/// Gauge of the sum of [`CONSUMER_LAG`] over a consumer's assigned partitions, labelled `stage`.
+pub const CONSUMER_LAG_TOTAL: &str = "streamwatch_consumer_lag_total";
+
+/// A stage's consumer: a [`StreamConsumer`] whose context publishes consumer lag.
+pub type StageConsumer = StreamConsumer<StageContext>;
 
 impl KafkaArgs {
     /// Settings common to producers and consumers.
@@ -105,21 +134,39 @@ impl KafkaArgs {
         })
     }
 
-    /// A consumer in `group` subscribed to `topics`; offsets are stored by the stage only
-    /// after its output was delivered, and committed in the background (at-least-once).
-    pub fn consumer(&self, group: &str, topics: &[&str]) -> Result<StreamConsumer> {
-        self.consumer_reporting_eof(group, topics, false)
+    /// A consumer for `stage` in `group` subscribed to `topics`; offsets are stored by the
+    /// stage only after its output was delivered, and committed in the background
+    /// (at-least-once). Its [`StageContext`] publishes the consumer-lag gauges.
+    pub fn consumer(&self, stage: &str, group: &str, topics: &[&str]) -> Result<StageConsumer> {
+        self.stage_consumer(stage, group, topics, false)
     }
 
     /// Like [`Self::consumer`]; with `partition_eof`, reaching the end of a partition is
     /// reported as `KafkaError::PartitionEOF` (the monitor uses it to tell a caught-up
     /// partition from one with a backlog).
-    pub fn consumer_reporting_eof(
+    pub fn stage_consumer(
         &self,
+        stage: &str,
         group: &str,
         topics: &[&str],
         partition_eof: bool,
-    ) -> Result<StreamConsumer> {
+    ) -> Result<StageConsumer> {
+        let mut config = self.consumer_config(group, partition_eof)?;
+        config.set(
+            "statistics.interval.ms",
+            self.statistics_interval_ms.to_string(),
+        );
+        let consumer: StageConsumer = config
+            .create_with_context(StageContext::new(stage))
+            .map_err(|source| Error::KafkaClient {
+                what: "consumer",
+                source,
+            })?;
+        subscribe(&consumer, topics)?;
+        Ok(consumer)
+    }
+
+    fn consumer_config(&self, group: &str, partition_eof: bool) -> Result<ClientConfig> {
         let mut config = self.client_config()?;
         config
             .set("group.id", group)
@@ -140,17 +187,7 @@ impl KafkaArgs {
             // refresh; librdkafka's default of 5 minutes would stall a freshly started pipeline.
             .set("topic.metadata.refresh.interval.ms", "2000")
             .set("queued.min.messages", "200000");
-        let consumer: StreamConsumer = config.create().map_err(|source| Error::KafkaClient {
-            what: "consumer",
-            source,
-        })?;
-        consumer
-            .subscribe(topics)
-            .map_err(|source| Error::Subscribe {
-                topic: topics.join(","),
-                source,
-            })?;
-        Ok(consumer)
+        Ok(config)
     }
 
     /// Fails with a clear error when no broker answers within `timeout`.
@@ -168,5 +205,389 @@ impl KafkaArgs {
                 brokers: self.brokers.clone(),
                 source,
             })
+    }
+}
+
+fn subscribe<C: ConsumerContext + 'static>(
+    consumer: &StreamConsumer<C>,
+    topics: &[&str],
+) -> Result<()> {
+    consumer
+        .subscribe(topics)
+        .map_err(|source| Error::Subscribe {
+            topic: topics.join(","),
+            source,
+        })
+}
+
+/// The context of a [`StageConsumer`].
+///
+/// - Every `statistics.interval.ms` it sets [`CONSUMER_LAG`] for each assigned partition from
+///   librdkafka's `consumer_lag` (the fetch high watermark, or the last stable offset under
+///   `read_committed`, minus the committed offset), and [`CONSUMER_LAG_TOTAL`]. Partitions whose
+///   lag librdkafka does not know yet (`-1`: nothing committed or fetched) keep their last value;
+///   a revoked partition's gauge drops to 0, as this consumer no longer owes anything on it.
+/// - Partition EOFs (`enable.partition.eof`), which librdkafka also reports as client errors,
+///   are logged at debug level; transport errors at warn; other errors at error.
+pub struct StageContext {
+    stage: String,
+    lag: Mutex<LagState>,
+}
+
+#[derive(Default)]
+struct LagState {
+    /// Partitions currently assigned to this consumer.
+    assigned: BTreeSet<(String, i32)>,
+    /// Partitions with a published lag gauge, and that lag.
+    published: BTreeMap<(String, i32), i64>,
+}
+
+impl StageContext {
+    pub fn new(stage: &str) -> Self {
+        Self {
+            stage: stage.to_owned(),
+            lag: Mutex::default(),
+        }
+    }
+
+    /// The stage named in the gauges' `stage` label.
+    pub fn stage(&self) -> &str {
+        &self.stage
+    }
+
+    /// Messages behind over the assigned partitions, once librdkafka's statistics told it.
+    pub fn total_lag(&self) -> Option<i64> {
+        let state = self.lock();
+        (!state.published.is_empty()).then(|| state.published.values().sum())
+    }
+
+    fn lag_gauge(&self, topic: &str, partition: i32) -> metrics::Gauge {
+        metrics::gauge!(
+            CONSUMER_LAG,
+            "stage" => self.stage.clone(),
+            "topic" => topic.to_owned(),
+            "partition" => partition.to_string()
+        )
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LagState> {
+        self.lag.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Publishes the lag of the assigned partitions from one librdkafka statistics document.
+    fn publish_lag(&self, stats: &LagStatistics) {
+        let mut state = self.lock();
+        for (topic, topic_stats) in &stats.topics {
+            for partition in topic_stats.partitions.values() {
+                // -1 is librdkafka's internal "unassigned" partition; a lag of -1 means unknown.
+                if partition.partition < 0 || partition.consumer_lag < 0 {
+                    continue;
+                }
+                let key = (topic.clone(), partition.partition);
+                if !state.assigned.contains(&key) {
+                    continue;
+                }
+                self.lag_gauge(topic, partition.partition)
+                    .set(partition.consumer_lag as f64);
+                state.published.insert(key, partition.consumer_lag);
+            }
+        }
+        let total: i64 = state.published.values().sum();
+        metrics::gauge!(CONSUMER_LAG_TOTAL, "stage" => self.stage.clone()).set(total as f64);
+    }
+
+    fn assign(&self, partitions: &rdkafka::TopicPartitionList) {
+        let mut state = self.lock();
+        for element in partitions.elements() {
+            state
+                .assigned
+                .insert((element.topic().to_owned(), element.partition()));
+        }
+    }
+
+    fn revoke(&self, partitions: &rdkafka::TopicPartitionList) {
+        let mut state = self.lock();
+        for element in partitions.elements() {
+            let key = (element.topic().to_owned(), element.partition());
+            state.assigned.remove(&key);
+            if state.published.remove(&key).is_some() {
+                self.lag_gauge(&key.0, key.1).set(0.0);
+            }
+        }
+        let total: i64 = state.published.values().sum();
+        metrics::gauge!(CONSUMER_LAG_TOTAL, "stage" => self.stage.clone()).set(total as f64);
+    }
+}
+
+/// The part of librdkafka's statistics JSON the lag gauges need (parsing only this keeps the
+/// callback cheap and independent of fields other librdkafka versions add or drop).
+#[derive(Debug, Default, Deserialize)]
+struct LagStatistics {
+    #[serde(default)]
+    topics: HashMap<String, TopicLag>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct TopicLag {
+    #[serde(default)]
+    partitions: HashMap<String, PartitionLag>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PartitionLag {
+    partition: i32,
+    #[serde(default = "unknown_lag")]
+    consumer_lag: i64,
+}
+
+fn unknown_lag() -> i64 {
+    -1
+}
+
+impl ClientContext for StageContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", stage = %self.stage, "{fac} {log_message}")
+            }
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(target: "librdkafka", stage = %self.stage, "{fac} {log_message}")
+            }
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", stage = %self.stage, "{fac} {log_message}")
+            }
+            RDKafkaLogLevel::Debug => {
+                tracing::debug!(target: "librdkafka", stage = %self.stage, "{fac} {log_message}")
+            }
+        }
+    }
+
+    fn stats_raw(&self, statistics: &[u8]) {
+        match serde_json::from_slice::<LagStatistics>(statistics) {
+            Ok(stats) => self.publish_lag(&stats),
+            Err(error) => {
+                tracing::warn!(stage = %self.stage, %error, "unreadable librdkafka statistics")
+            }
+        }
+    }
+
+    fn stats(&self, _: Statistics) {
+        // Everything happens in `stats_raw`, which does not call this.
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let stage = &self.stage;
+        match error.rdkafka_error_code() {
+            // Not an error: the consumer caught up with a partition (enable.partition.eof).
+            Some(RDKafkaErrorCode::PartitionEOF) => {
+                tracing::debug!(target: "librdkafka", stage, "partition EOF: {reason}")
+            }
+            // Connections come and go; librdkafka reconnects by itself.
+            Some(
+                RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::Resolve,
+            ) => tracing::warn!(target: "librdkafka", stage, %error, "{reason}"),
+            _ => tracing::error!(target: "librdkafka", stage, %error, "{reason}"),
+        }
+    }
+}
+
+impl ConsumerContext for StageContext {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(partitions) => self.assign(partitions),
+            Rebalance::Revoke(partitions) => self.revoke(partitions),
+            Rebalance::Error(error) => {
+                tracing::warn!(stage = %self.stage, %error, "consumer group rebalance failed")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use metrics_exporter_prometheus::PrometheusBuilder;
+    use rdkafka::TopicPartitionList;
+
+    use super::*;
+
+    /// Trimmed librdkafka statistics: partition -1 (internal), an assigned partition behind, an
+    /// assigned partition with nothing committed yet (-1) and an unassigned one.
+    const STATS: &str = r#"{
+        "name": "rdkafka#consumer-1", "type": "consumer", "ts": 1, "time": 2,
+        "topics": {
+            "trips": {
+                "topic": "trips",
+                "partitions": {
+                    "-1": {"partition": -1, "consumer_lag": -1},
+                    "0": {"partition": 0, "hi_offset": 50, "committed_offset": 8, "consumer_lag": 42},
+                    "1": {"partition": 1, "hi_offset": 7, "committed_offset": -1001, "consumer_lag": -1},
+                    "2": {"partition": 2, "hi_offset": 9, "committed_offset": 2, "consumer_lag": 7}
+                }
+            }
+        }
+    }"#;
+
+    fn partitions(topic: &str, list: &[i32]) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for &partition in list {
+            tpl.add_partition(topic, partition);
+        }
+        tpl
+    }
+
+    fn value(text: &str, prefix: &str) -> Option<f64> {
+        text.lines()
+            .find(|line| line.starts_with(prefix))
+            .and_then(|line| line.rsplit(' ').next())
+            .map(|v| v.parse().unwrap())
+    }
+
+    #[test]
+    fn lag_gauges_come_from_the_statistics_of_assigned_partitions() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let context = StageContext::new("scorer");
+        metrics::with_local_recorder(&recorder, || {
+            context.assign(&partitions("trips", &[0, 1]));
+            context.stats_raw(STATS.as_bytes());
+        });
+        let text = handle.render();
+        let lag = |p: i32| {
+            value(
+                &text,
+                &format!(
+                    r#"streamwatch_consumer_lag{{stage="scorer",topic="trips",partition="{p}"}}"#
+                ),
+            )
+        };
+        assert_eq!(lag(0), Some(42.0), "{text}");
+        assert_eq!(lag(1), None, "unknown lag is not published: {text}");
+        assert_eq!(
+            lag(2),
+            None,
+            "unassigned partition is not published: {text}"
+        );
+        assert_eq!(lag(-1), None, "{text}");
+        assert_eq!(
+            value(&text, r#"streamwatch_consumer_lag_total{stage="scorer"}"#),
+            Some(42.0),
+            "{text}"
+        );
+
+        // Revoked: this consumer owes nothing on it any more, and later statistics that still
+        // list it do not bring it back.
+        metrics::with_local_recorder(&recorder, || {
+            context.revoke(&partitions("trips", &[0, 1]));
+            context.stats_raw(STATS.as_bytes());
+        });
+        let text = handle.render();
+        assert_eq!(
+            value(
+                &text,
+                r#"streamwatch_consumer_lag{stage="scorer",topic="trips",partition="0"}"#
+            ),
+            Some(0.0),
+            "{text}"
+        );
+        assert_eq!(
+            value(&text, r#"streamwatch_consumer_lag_total{stage="scorer"}"#),
+            Some(0.0),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn unreadable_statistics_change_nothing() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let context = StageContext::new("sink");
+        metrics::with_local_recorder(&recorder, || {
+            context.assign(&partitions("trips", &[0]));
+            context.stats_raw(b"{not json");
+            context.stats_raw(br#"{"topics": {}}"#);
+        });
+        let text = handle.render();
+        assert!(!text.contains("streamwatch_consumer_lag{"), "{text}");
+    }
+
+    /// Collects what a `fmt` subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn partition_eof_is_logged_at_debug_and_real_errors_stay_loud() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let context = StageContext::new("monitor");
+        tracing::subscriber::with_default(subscriber, || {
+            context.error(
+                KafkaError::Global(RDKafkaErrorCode::PartitionEOF),
+                "Fetch from broker 1 reached end of partition at offset 42",
+            );
+            context.error(
+                KafkaError::Global(RDKafkaErrorCode::BrokerTransportFailure),
+                "127.0.0.1:9092/1: Disconnected",
+            );
+            context.error(
+                KafkaError::Global(RDKafkaErrorCode::UnknownTopicOrPartition),
+                "Subscribed topic not available",
+            );
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let level_of = |needle: &str| {
+            let line = text
+                .lines()
+                .find(|line| line.contains(needle))
+                .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{text}"));
+            ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"]
+                .into_iter()
+                .find(|level| line.contains(level))
+                .unwrap_or_else(|| panic!("no level in {line:?}"))
+        };
+        assert_eq!(level_of("reached end of partition"), "DEBUG", "{text}");
+        assert_eq!(level_of("Disconnected"), "WARN", "{text}");
+        assert_eq!(
+            level_of("Subscribed topic not available"),
+            "ERROR",
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn statistics_interval_is_a_flag_with_a_default() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            kafka: KafkaArgs,
+        }
+        use clap::Parser as _;
+        let cli = Cli::try_parse_from(["test"]).unwrap();
+        assert_eq!(
+            cli.kafka.statistics_interval_ms,
+            DEFAULT_STATISTICS_INTERVAL_MS
+        );
+        let cli = Cli::try_parse_from(["test", "--kafka-statistics-interval-ms", "0"]).unwrap();
+        assert_eq!(cli.kafka.statistics_interval_ms, 0);
     }
 }

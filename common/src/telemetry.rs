@@ -3,14 +3,14 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use clap::Args;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -26,6 +26,32 @@ pub fn init_tracing() {
         // `eprintln!`, which panics on a closed pipe).
         .log_internal_errors(false)
         .try_init();
+}
+
+/// Histogram of each stage's processing time per message or batch, in seconds, labelled `stage`.
+pub const PROCESSING_SECONDS: &str = "streamwatch_processing_seconds";
+/// Counter of the events (messages, rows) a stage produced or wrote, labelled `stage`.
+pub const EVENTS_OUT_TOTAL: &str = "streamwatch_events_out_total";
+/// Counter of the events a stage consumed, labelled `stage`.
+pub const EVENTS_IN_TOTAL: &str = "streamwatch_events_in_total";
+
+/// Upper bounds (seconds) of the buckets of every histogram whose name ends in `_seconds`:
+/// 100 µs to 60 s, roughly 1-2.5-5 per decade (plus `+Inf`, which Prometheus adds).
+pub const SECONDS_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 60.0,
+];
+
+/// How often the recorder drains histogram samples into their buckets when nobody scrapes.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The Prometheus recorder settings every stage uses: histograms named `*_seconds` render as
+/// Prometheus histograms with [`SECONDS_BUCKETS`] (`_bucket{le=...}`, `_sum`, `_count`); other
+/// histograms (row counts) stay summaries.
+pub fn prometheus_builder() -> PrometheusBuilder {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), SECONDS_BUCKETS)
+        .expect("SECONDS_BUCKETS is not empty")
 }
 
 /// Where the admin endpoints listen.
@@ -66,9 +92,23 @@ pub async fn serve_admin(
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> Result<Option<SocketAddr>> {
-    let handle = PrometheusBuilder::new()
+    let handle = prometheus_builder()
         .install_recorder()
         .map_err(|e| Error::MetricsRecorder(e.to_string()))?;
+    // `install_recorder` starts no upkeep task: without one, histogram samples pile up
+    // between scrapes (forever when the admin port is off).
+    tokio::spawn({
+        let (handle, shutdown) = (handle.clone(), shutdown.clone());
+        async move {
+            let mut ticks = tokio::time::interval(UPKEEP_INTERVAL);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    _ = ticks.tick() => handle.run_upkeep(),
+                }
+            }
+        }
+    });
     if args.admin_addr.port() == 0 {
         return Ok(None);
     }
@@ -128,4 +168,49 @@ pub fn resident_memory_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * 4096)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_histograms_render_with_buckets() {
+        let recorder = prometheus_builder().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            let histogram = metrics::histogram!(PROCESSING_SECONDS, "stage" => "test");
+            histogram.record(0.003);
+            histogram.record(0.2);
+            histogram.record(120.0);
+            metrics::histogram!("streamwatch_test_batch_rows").record(10.0);
+        });
+        let text = handle.render();
+        assert!(
+            text.contains("# TYPE streamwatch_processing_seconds histogram"),
+            "{text}"
+        );
+        for line in [
+            r#"streamwatch_processing_seconds_bucket{stage="test",le="0.0001"} 0"#,
+            r#"streamwatch_processing_seconds_bucket{stage="test",le="0.005"} 1"#,
+            r#"streamwatch_processing_seconds_bucket{stage="test",le="0.25"} 2"#,
+            r#"streamwatch_processing_seconds_bucket{stage="test",le="60"} 2"#,
+            r#"streamwatch_processing_seconds_bucket{stage="test",le="+Inf"} 3"#,
+            r#"streamwatch_processing_seconds_count{stage="test"} 3"#,
+        ] {
+            assert!(text.contains(line), "missing {line} in:\n{text}");
+        }
+        // Histograms not measured in seconds keep their summary quantiles.
+        assert!(
+            text.contains("# TYPE streamwatch_test_batch_rows summary"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn seconds_buckets_are_increasing_and_span_100us_to_60s() {
+        assert!(SECONDS_BUCKETS.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(SECONDS_BUCKETS.first(), Some(&0.0001));
+        assert_eq!(SECONDS_BUCKETS.last(), Some(&60.0));
+    }
 }

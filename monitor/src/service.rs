@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -12,7 +12,10 @@ use rdkafka::{Offset, TopicPartitionList};
 use rustc_hash::FxHashMap;
 use streamwatch_common::deadletter::{DeadLetters, Origin};
 use streamwatch_common::events::{AlertEvent, MetricsRecord};
-use streamwatch_common::telemetry::{serve_admin, Readiness};
+use streamwatch_common::kafka::StageConsumer;
+use streamwatch_common::telemetry::{
+    serve_admin, Readiness, EVENTS_IN_TOTAL, EVENTS_OUT_TOTAL, PROCESSING_SECONDS,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::{check_windows, Alerts};
@@ -52,7 +55,7 @@ impl Outputs {
                 Duration::from_secs(60),
             )
             .await
-            .map(|_| ())
+            .map(|_| metrics::counter!(EVENTS_OUT_TOTAL, "stage" => "monitor").increment(1))
             .map_err(|(source, _)| MonitorError::Publish {
                 target: format!("{}: {key}", self.topic),
                 source,
@@ -141,7 +144,7 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
     let alerts = Alerts::new(&resolved.alerts)?;
     let consumer = args
         .kafka
-        .consumer_reporting_eof(&args.group, &topics, true)?;
+        .stage_consumer("monitor", &args.group, &topics, true)?;
     let producer = args.kafka.producer()?;
     let dead_letters = DeadLetters::new(producer.clone(), &args.dead_letter_topic, "monitor");
     let outputs = Outputs {
@@ -242,7 +245,7 @@ struct DriftSegments {
 #[allow(clippy::too_many_arguments)]
 async fn consume(
     args: &RunArgs,
-    consumer: &StreamConsumer,
+    consumer: &StageConsumer,
     dead_letters: &DeadLetters,
     outputs: &Outputs,
     mapping: &ColumnMapping,
@@ -251,8 +254,10 @@ async fn consume(
     shutdown: &CancellationToken,
 ) -> Result<()> {
     let mut stopping = false;
+    let mut pending_dead_letters = Vec::new();
     while !stopping {
         state.batch.clear();
+        let mut received = 0usize;
         let deadline = tokio::time::Instant::now() + BATCH_LINGER;
         while state.batch.len() < args.max_batch {
             let message = tokio::select! {
@@ -287,7 +292,8 @@ async fn consume(
             let position = Position { topic, partition };
             state.next_offsets.insert(position, offset + 1);
             state.health.event_in();
-            metrics::counter!("streamwatch_events_in_total", "stage" => "monitor").increment(1);
+            received += 1;
+            metrics::counter!(EVENTS_IN_TOTAL, "stage" => "monitor").increment(1);
             let payload = message.payload().unwrap_or_default();
             let decoded = if topic == SCORED {
                 let published_ms = message.timestamp().to_millis();
@@ -304,18 +310,24 @@ async fn consume(
                     partition,
                     offset,
                 };
-                dead_letters
-                    .send(
-                        error.kind,
-                        &error.reason,
-                        Some(origin),
-                        message.key(),
-                        payload,
-                    )
-                    .await?;
+                pending_dead_letters.push(dead_letters.enqueue(
+                    error.kind,
+                    &error.reason,
+                    Some(origin),
+                    message.key(),
+                    payload,
+                )?);
             }
         }
+        // Offsets move past a dead-lettered event only once the broker has its letter.
+        for letter in pending_dead_letters.drain(..) {
+            letter.delivered().await?;
+        }
+        let started = Instant::now();
         process(args, consumer, outputs, mapping, reference, state).await?;
+        if received > 0 {
+            metrics::histogram!(PROCESSING_SECONDS, "stage" => "monitor").record(started.elapsed());
+        }
     }
     Ok(())
 }
@@ -402,7 +414,7 @@ fn take_completion(
 
 async fn process(
     args: &RunArgs,
-    consumer: &StreamConsumer,
+    consumer: &StageConsumer,
     outputs: &Outputs,
     mapping: &ColumnMapping,
     reference: &[ReferenceColumn],
@@ -495,7 +507,7 @@ async fn process(
     if state.health.is_due(now) {
         let gauges = Gauges {
             watermark_us: watermark,
-            consumer_lag: None,
+            consumer_lag: consumer.context().total_lag(),
             open_windows: state.operator.open_windows(),
             panes: state.operator.panes(),
         };
@@ -533,7 +545,7 @@ fn performance_watermark(scored: i64, completions: &Watermarks) -> i64 {
 
 /// Partitions assigned to this instance hold their topic's watermark back until they deliver
 /// events or are caught up; revoked ones stop counting.
-fn track_assignment(consumer: &StreamConsumer, args: &RunArgs, state: &mut LoopState) {
+fn track_assignment(consumer: &StageConsumer, args: &RunArgs, state: &mut LoopState) {
     let Ok(assignment) = consumer.assignment() else {
         return;
     };
@@ -559,7 +571,7 @@ fn track_assignment(consumer: &StreamConsumer, args: &RunArgs, state: &mut LoopS
 }
 
 /// Stores, per partition, the lowest offset any kept pane or waiting join entry needs.
-fn store_offsets(consumer: &StreamConsumer, args: &RunArgs, state: &LoopState) {
+fn store_offsets(consumer: &StageConsumer, args: &RunArgs, state: &LoopState) {
     let mut positions = TopicPartitionList::new();
     for (&position, &next) in &state.next_offsets {
         let mut lowest = next;

@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use streamwatch_common::deadletter::DeadLetters;
+use streamwatch_common::telemetry::PROCESSING_SECONDS;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -205,6 +206,9 @@ pub async fn live(args: LiveArgs, shutdown: CancellationToken) -> Result<()> {
         dead_lettered: 0,
     };
     let mut outcome = Ok(());
+    // Per submission (an HTTP request's events, a stdin line): validation, queueing the events
+    // for the broker and writing the dead letters; not the wait for acknowledgements.
+    let processing = metrics::histogram!(PROCESSING_SECONDS, "stage" => STAGE);
     loop {
         tokio::select! {
             // Deliveries are collected between inputs too, so waiting requests get answers.
@@ -212,10 +216,12 @@ pub async fn live(args: LiveArgs, shutdown: CancellationToken) -> Result<()> {
             submission = inputs.recv() => match submission {
                 None => break,
                 Some(Ok(submission)) => {
+                    let started = std::time::Instant::now();
                     if let Err(error) = ingest.submit(submission).await {
                         outcome = Err(error);
                         break;
                     }
+                    processing.record(started.elapsed());
                 }
                 Some(Err(error)) => {
                     outcome = Err(error);

@@ -6,12 +6,15 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use metrics::{Counter, Gauge, Histogram};
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use streamwatch_common::deadletter::{DeadLetters, Origin};
-use streamwatch_common::telemetry::Readiness;
+use streamwatch_common::kafka::StageConsumer;
+use streamwatch_common::telemetry::{
+    Readiness, EVENTS_IN_TOTAL, EVENTS_OUT_TOTAL, PROCESSING_SECONDS,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RunArgs;
@@ -50,7 +53,7 @@ pub async fn run(
     let producer = args.kafka.producer()?;
     let consumer = args
         .kafka
-        .consumer(&args.group, &[args.input_topic.as_str()])?;
+        .consumer(STAGE, &args.group, &[args.input_topic.as_str()])?;
     let mut stage = Stage {
         args,
         dead_letters: DeadLetters::new(producer.clone(), &args.dead_letter_topic, STAGE),
@@ -107,6 +110,8 @@ struct Metrics {
     events_in: Counter,
     events_out: Counter,
     scoring: Histogram,
+    /// Time from receiving a message until its output is queued for the broker.
+    processing: Histogram,
     delivery: Histogram,
     in_flight: Gauge,
     event_time: Gauge,
@@ -115,9 +120,10 @@ struct Metrics {
 impl Metrics {
     fn new() -> Self {
         Self {
-            events_in: metrics::counter!("streamwatch_events_in_total", "stage" => STAGE),
-            events_out: metrics::counter!("streamwatch_events_out_total", "stage" => STAGE),
+            events_in: metrics::counter!(EVENTS_IN_TOTAL, "stage" => STAGE),
+            events_out: metrics::counter!(EVENTS_OUT_TOTAL, "stage" => STAGE),
             scoring: metrics::histogram!("streamwatch_scoring_duration_seconds", "stage" => STAGE),
+            processing: metrics::histogram!(PROCESSING_SECONDS, "stage" => STAGE),
             delivery: metrics::histogram!("streamwatch_delivery_duration_seconds", "stage" => STAGE),
             in_flight: metrics::gauge!("streamwatch_in_flight_events", "stage" => STAGE),
             event_time: metrics::gauge!("streamwatch_last_event_time_seconds", "stage" => STAGE),
@@ -139,7 +145,7 @@ struct Stage<'a> {
 impl Stage<'_> {
     async fn consume(
         &mut self,
-        consumer: &StreamConsumer,
+        consumer: &StageConsumer,
         shutdown: &CancellationToken,
     ) -> Result<()> {
         let max_in_flight = self.args.max_in_flight.max(1);
@@ -152,7 +158,11 @@ impl Stage<'_> {
                 }
                 received = consumer.recv(), if self.in_flight.len() < max_in_flight => {
                     match received {
-                        Ok(message) => self.process(consumer, &message).await?,
+                        Ok(message) => {
+                            let started = Instant::now();
+                            self.process(consumer, &message).await?;
+                            self.metrics.processing.record(started.elapsed());
+                        }
                         Err(error) => tracing::warn!(
                             topic = %self.args.input_topic,
                             %error,
@@ -167,7 +177,7 @@ impl Stage<'_> {
     /// Scores one event and sends its output (or dead letter) on its way.
     async fn process(
         &mut self,
-        consumer: &StreamConsumer,
+        consumer: &StageConsumer,
         message: &BorrowedMessage<'_>,
     ) -> Result<()> {
         let args = self.args;
@@ -254,7 +264,7 @@ impl Stage<'_> {
     }
 
     /// Accounts for one acknowledged (or failed) output and stores the offsets it unblocks.
-    fn settle(&mut self, consumer: &StreamConsumer, done: Completion) -> Result<()> {
+    fn settle(&mut self, consumer: &StageConsumer, done: Completion) -> Result<()> {
         match done.outcome {
             Outcome::Scored { enqueued, result } => {
                 result.map_err(|source| Error::Produce {
@@ -288,7 +298,7 @@ impl Stage<'_> {
     }
 
     /// Waits for every in-flight output; returns the first failure.
-    async fn drain(&mut self, consumer: &StreamConsumer) -> Result<()> {
+    async fn drain(&mut self, consumer: &StageConsumer) -> Result<()> {
         let mut outcome = Ok(());
         while let Some(done) = self.in_flight.next().await {
             if let Err(error) = self.settle(consumer, done) {
@@ -306,7 +316,7 @@ impl Stage<'_> {
 
 /// Commits the stored offsets synchronously. A failure only means the events after the
 /// last background commit get scored again after a restart (at-least-once), so it is logged.
-fn commit(consumer: &StreamConsumer, group: &str) {
+fn commit(consumer: &StageConsumer, group: &str) {
     match consumer.commit_consumer_state(CommitMode::Sync) {
         Ok(()) => tracing::info!(group, "offsets committed"),
         Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {

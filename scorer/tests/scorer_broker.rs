@@ -169,7 +169,7 @@ async fn the_service_scores_dead_letters_and_stops_cleanly() {
     let verify_group = format!("{group}-verify");
     let reader = args
         .kafka
-        .consumer(&verify_group, &[&output, &dead])
+        .consumer("scorer-test-reader", &verify_group, &[&output, &dead])
         .unwrap();
     let model = LinearModel::load(&model_path).unwrap();
     let mut scored: HashMap<String, Vec<u8>> = HashMap::new();

@@ -23,7 +23,7 @@ pub use error::{Error, Result};
 use crate::config::{DatabaseArgs, RunArgs};
 use crate::migrations::MigrationReport;
 use crate::service::MetricStore;
-use crate::sink::{Health, LoopSettings, LoopStats, MetricSink};
+use crate::sink::{Health, LoopSettings, LoopStats, MetricSink, STAGE};
 
 /// `sink migrate`: applies the migrations the database lacks.
 pub async fn migrate(args: &DatabaseArgs) -> Result<MigrationReport> {
@@ -35,7 +35,7 @@ pub async fn migrate(args: &DatabaseArgs) -> Result<MigrationReport> {
 /// `sink run`: migrations, then the consume loop until `shutdown` fires.
 pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<LoopStats> {
     let readiness = Readiness::default();
-    serve_admin("sink", &args.admin, readiness.clone(), shutdown.clone()).await?;
+    serve_admin(STAGE, &args.admin, readiness.clone(), shutdown.clone()).await?;
     let health = Health::new(readiness);
 
     let store = MetricStore::from_args(&args.database)?;
@@ -50,9 +50,9 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<LoopStats
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
     health.set_broker(true);
 
-    let consumer = args.kafka.consumer(&args.group, &[&args.topic])?;
+    let consumer = args.kafka.consumer(STAGE, &args.group, &[&args.topic])?;
     let producer = args.kafka.producer()?;
-    let dead_letters = DeadLetters::new(producer.clone(), &args.dead_letter_topic, "sink");
+    let dead_letters = DeadLetters::new(producer.clone(), &args.dead_letter_topic, STAGE);
     tokio::spawn(probe(
         store.clone(),
         producer,

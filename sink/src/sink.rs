@@ -6,20 +6,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::types::RDKafkaErrorCode;
 use streamwatch_common::deadletter::{DeadLetters, Origin};
 use streamwatch_common::events::MetricsRecord;
-use streamwatch_common::telemetry::Readiness;
+use streamwatch_common::kafka::StageConsumer;
+use streamwatch_common::telemetry::{
+    Readiness, EVENTS_IN_TOTAL, EVENTS_OUT_TOTAL, PROCESSING_SECONDS,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Backoff;
 use crate::service::{validate, MetricStore};
 use crate::Error;
 
-const STAGE: &str = "sink";
+/// The stage name in metrics labels and dead-letter headers.
+pub const STAGE: &str = "sink";
 
 /// `/readyz`: ready while both the broker and the database answer.
 #[derive(Clone)]
@@ -111,7 +115,7 @@ pub fn decode(payload: &[u8]) -> Result<MetricsRecord, (&'static str, String)> {
 
 /// The consume-write-commit loop.
 pub struct MetricSink {
-    consumer: StreamConsumer,
+    consumer: StageConsumer,
     dead_letters: DeadLetters,
     store: MetricStore,
     health: Health,
@@ -124,7 +128,7 @@ pub struct MetricSink {
 
 impl MetricSink {
     pub fn new(
-        consumer: StreamConsumer,
+        consumer: StageConsumer,
         dead_letters: DeadLetters,
         store: MetricStore,
         health: Health,
@@ -146,10 +150,15 @@ impl MetricSink {
     /// failing; then it is left uncommitted and consumed again after a restart), stored offsets
     /// are committed, and the consumer is closed.
     pub async fn run(mut self, shutdown: CancellationToken) -> LoopStats {
+        let processing = metrics::histogram!(PROCESSING_SECONDS, "stage" => STAGE);
         while let Some(batch) = self.next_batch(&shutdown).await {
+            // From a full batch in hand to its offsets stored: decoding, the database write
+            // (with its retries while the database is down) and the dead letters.
+            let started = Instant::now();
             if !self.process(batch, &shutdown).await {
                 break;
             }
+            processing.record(started.elapsed());
         }
         self.commit();
         self.stats
@@ -197,8 +206,7 @@ impl MetricSink {
     /// shutdown interrupted it (nothing of the batch is then stored).
     async fn process(&mut self, batch: Vec<Received>, shutdown: &CancellationToken) -> bool {
         self.stats.messages += batch.len() as u64;
-        metrics::counter!("streamwatch_events_in_total", "stage" => STAGE)
-            .increment(batch.len() as u64);
+        metrics::counter!(EVENTS_IN_TOTAL, "stage" => STAGE).increment(batch.len() as u64);
         let mut rows = Vec::with_capacity(batch.len());
         let mut row_origin = Vec::with_capacity(batch.len());
         let mut rejects: Vec<(usize, &'static str, String)> = Vec::new();
@@ -284,6 +292,9 @@ impl MetricSink {
                         .increment(summary.applied as u64);
                     metrics::counter!("streamwatch_sink_rows_total", "outcome" => "stale")
                         .increment(summary.stale as u64);
+                    // Rows the database committed (applied, or already newer there).
+                    metrics::counter!(EVENTS_OUT_TOTAL, "stage" => STAGE)
+                        .increment((summary.applied + summary.stale) as u64);
                     if attempt > 0 {
                         tracing::info!(
                             attempts = attempt + 1,

@@ -31,6 +31,7 @@ fn kafka_args(test: &str) -> Option<KafkaArgs> {
             sasl_password_file: None,
             ssl_ca_location: None,
             extra_config: String::new(),
+            statistics_interval_ms: 1000,
         }),
         _ => {
             eprintln!(
@@ -66,7 +67,7 @@ fn start(
     dead_letter_topic: &str,
     store: MetricStore,
 ) -> Running {
-    let consumer = kafka.consumer(group, &[topic]).unwrap();
+    let consumer = kafka.consumer("sink", group, &[topic]).unwrap();
     let dead_letters = DeadLetters::new(kafka.producer().unwrap(), dead_letter_topic, "sink");
     let readiness = Readiness::default();
     let health = Health::new(readiness.clone());
@@ -214,7 +215,11 @@ async fn rows_wait_for_the_database_and_malformed_ones_are_dead_lettered() {
     .await;
     // Give the dead letters (written after the rows) time to be sent.
     let dlq = kafka
-        .consumer(&unique("sink-dlq-reader"), &[&dead_letter_topic])
+        .consumer(
+            "sink-test-reader",
+            &unique("sink-dlq-reader"),
+            &[&dead_letter_topic],
+        )
         .unwrap();
     let mut reasons = Vec::new();
     while reasons.len() < malformed.len() {

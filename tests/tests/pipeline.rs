@@ -1,7 +1,8 @@
 //! End to end on the real broker and PostgreSQL: replay February 2022 through producer,
 //! scorer, monitor and sink (the real binaries, as processes), then check that the 28
-//! daily rows in PostgreSQL equal Evidently's golden values, that malformed events land
-//! in the dead-letter topic with a reason, that every Grafana panel's SQL returns rows,
+//! daily rows in PostgreSQL equal Evidently's golden values, that malformed events (10,000
+//! injected into each input topic during the replay) land in the dead-letter topic with a
+//! reason and their original bytes without changing a metric, that every Grafana panel's SQL returns rows,
 //! and that every stage exits 0 on SIGTERM.
 //!
 //! Needs KAFKA_BROKERS and DATABASE_URL (scripts/services.sh sets both) and the four
@@ -128,11 +129,12 @@ async fn fresh_database(base_url: &str, name: &str) -> Result<String> {
     Ok(format!("{prefix}/{name}{query}"))
 }
 
+/// Reads `expected` dead letters: (stage, reason, original payload).
 async fn dead_letters(
     brokers: &str,
     topic: &str,
     expected: usize,
-) -> Result<Vec<(String, String)>> {
+) -> Result<Vec<(String, String, Vec<u8>)>> {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("{topic}-check"))
@@ -159,9 +161,105 @@ async fn dead_letters(
                 .map(|v| String::from_utf8_lossy(v).into_owned())
                 .unwrap_or_default()
         };
-        found.push((header(HEADER_DLQ_STAGE), header(HEADER_DLQ_REASON)));
+        found.push((
+            header(HEADER_DLQ_STAGE),
+            header(HEADER_DLQ_REASON),
+            message.payload().unwrap_or_default().to_vec(),
+        ));
     }
     Ok(found)
+}
+
+/// Malformed messages injected into each input topic during the replay.
+const MALFORMED_PER_TOPIC: usize = 10_000;
+
+/// The `i`-th malformed message for an input topic: garbage every decoder rejects (random
+/// bytes, invalid UTF-8, truncated JSON, a top-level array, nesting deeper than the JSON
+/// parser allows, a number beyond f64, a 700 KB message) or a record of the topic's shape
+/// with a field missing or of the wrong type. None of them may change a metric.
+fn malformed(topic: &str, i: usize) -> Vec<u8> {
+    let id = format!("malformed:{topic}:{i}");
+    let mut state = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut random = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    match i % 10 {
+        0 => {
+            let len = 1 + (random() % 200) as usize;
+            // Random bytes that cannot open a JSON object.
+            let mut bytes: Vec<u8> = (0..len).map(|_| random() as u8).collect();
+            bytes[0] = b'#';
+            bytes
+        }
+        1 => [&br#"{"trip_id":""#[..], &[0xff, 0xfe, 0x80], &br#""}"#[..]].concat(),
+        2 => format!(r#"{{"trip_id":"{id}","event_time":"2022-02-01T10:00:00","#).into_bytes(),
+        3 => br#"[1, 2, 3]"#.to_vec(),
+        4 => format!(r#"{{"trip_id":"{id}","nested":{}1{}}}"#, "[".repeat(300), "]".repeat(300))
+            .into_bytes(),
+        5 => format!(
+            r#"{{"trip_id":"{id}","event_time":"2022-02-01T10:00:00","prediction_time":"2022-02-01T09:50:00","fare_amount":1e999,"prediction":1e999,"duration_min":1e999}}"#
+        )
+        .into_bytes(),
+        6 if i % 1000 == 6 => vec![b'x'; 700 * 1024],
+        // A record of the topic's shape with a field missing or of the wrong type.
+        _ => {
+            let missing_field = i % 2 == 0;
+            match (topic, missing_field) {
+                ("trips", true) | ("scored", true) => format!(
+                    r#"{{"trip_id":"{id}","passenger_count":1,"trip_distance":2.5,"fare_amount":12.0,"total_amount":15.3,"PULocationID":74,"DOLocationID":75,"prediction":11.0}}"#
+                ),
+                ("trips", false) => format!(
+                    r#"{{"trip_id":"{id}","event_time":"2022-02-01T10:00:00","passenger_count":1,"trip_distance":2.5,"fare_amount":"twelve","total_amount":15.3,"PULocationID":74,"DOLocationID":75}}"#
+                ),
+                ("scored", false) => format!(
+                    r#"{{"trip_id":"{id}","event_time":1643709600,"passenger_count":1,"fare_amount":12.0,"prediction":11.0}}"#
+                ),
+                ("completions", true) => {
+                    r#"{"event_time":"2022-02-01T10:00:00","prediction_time":"2022-02-01T09:50:00","duration_min":10.0}"#.to_owned()
+                }
+                ("completions", false) => format!(
+                    r#"{{"trip_id":"{id}","event_time":"2022-02-01T10:00:00","prediction_time":"2022-02-01T09:50:00","duration_min":"ten"}}"#
+                ),
+                (_, true) => format!(r#"{{"record":"window","window":{{"monitor":"{id}"}}}}"#),
+                (_, false) => format!(r#"{{"record":"window","revision":"first","row_count":-1}}"#),
+            }
+            .into_bytes()
+        }
+    }
+}
+
+/// Sends [`MALFORMED_PER_TOPIC`] malformed messages to each (label, topic); returns every
+/// payload sent.
+async fn inject_malformed(brokers: &str, topics: &[(&str, String)]) -> Result<Vec<Vec<u8>>> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("message.max.bytes", "1000000")
+        .create()?;
+    let mut sent = Vec::new();
+    for (label, topic) in topics {
+        let payloads: Vec<Vec<u8>> = (0..MALFORMED_PER_TOPIC)
+            .map(|i| malformed(label, i))
+            .collect();
+        for chunk in payloads.chunks(1000) {
+            // `send_result` queues at once; `send` would queue only when awaited.
+            let deliveries = chunk
+                .iter()
+                .map(|payload| {
+                    producer
+                        .send_result(FutureRecord::<(), [u8]>::to(topic).payload(payload))
+                        .map_err(|(e, _)| e)
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            for delivery in deliveries {
+                delivery.await?.map_err(|(e, _)| e)?;
+            }
+        }
+        sent.extend(payloads);
+    }
+    Ok(sent)
 }
 
 /// Golden files of the windows the monitor computes in this run: (file, kind, size, step).
@@ -695,6 +793,17 @@ async fn february_replay_matches_evidently_in_postgres() -> Result<()> {
             .map_err(|(e, _)| e)?;
     }
 
+    // 10,000 malformed messages into each input topic while the month is replayed.
+    let injection = tokio::spawn({
+        let brokers = brokers.clone();
+        let topics = [
+            ("trips", trips.clone()),
+            ("scored", scored.clone()),
+            ("completions", completions.clone()),
+            ("metrics", metrics_topic.clone()),
+        ];
+        async move { inject_malformed(&brokers, &topics).await }
+    });
     let replay = Command::new(bin_dir().join("producer"))
         .args([
             "replay",
@@ -715,6 +824,7 @@ async fn february_replay_matches_evidently_in_postgres() -> Result<()> {
         .stderr(Stdio::inherit())
         .output()?;
     assert!(replay.status.success(), "producer failed: {replay:?}");
+    let injected = injection.await??;
     let summary = String::from_utf8_lossy(&replay.stdout);
     eprintln!("producer: {summary}");
     assert!(
@@ -1057,27 +1167,49 @@ async fn february_replay_matches_evidently_in_postgres() -> Result<()> {
         "the dropped trip counts in every window that contains it"
     );
 
-    // Malformed events were dead-lettered with their reasons, by the stage that read them.
-    let letters = dead_letters(&brokers, &dlq, 3).await?;
+    // Malformed events were dead-lettered with their reasons and original bytes, by the
+    // stage that read them: the three above and the 40,000 injected (whose metrics, checked
+    // above, equal the clean goldens).
+    let letters = dead_letters(&brokers, &dlq, 3 + injected.len()).await?;
+    let per_stage = |name: &str| letters.iter().filter(|(stage, ..)| stage == name).count();
     assert_eq!(
-        letters
-            .iter()
-            .filter(|(stage, _)| stage == "scorer")
-            .count(),
-        2,
-        "{letters:?}"
+        (per_stage("scorer"), per_stage("monitor"), per_stage("sink")),
+        (
+            2 + MALFORMED_PER_TOPIC,
+            1 + 2 * MALFORMED_PER_TOPIC,
+            MALFORMED_PER_TOPIC
+        ),
+        "dead letters per stage"
+    );
+    assert!(
+        letters.iter().all(|(_, reason, _)| !reason.is_empty()),
+        "every dead letter has a reason"
+    );
+    let mut original: Vec<&[u8]> = injected.iter().map(Vec::as_slice).collect();
+    let mut stored: Vec<&[u8]> = letters
+        .iter()
+        .map(|(_, _, payload)| payload.as_slice())
+        .filter(|payload| {
+            !payload.starts_with(b"{not json") && !payload.starts_with(br#"{"trip_id":"bad:"#)
+        })
+        .collect();
+    original.sort();
+    stored.sort();
+    assert!(
+        original == stored,
+        "the dead letters carry the injected bytes unchanged"
     );
     assert!(
         letters
             .iter()
-            .any(|(stage, reason)| stage == "scorer" && reason.contains("fare_amount")),
-        "{letters:?}"
+            .any(|(stage, reason, _)| stage == "scorer" && reason.contains("fare_amount")),
+        "a scorer reason names the field"
     );
     assert!(
         letters
             .iter()
-            .any(|(stage, reason)| stage == "monitor" && reason.contains("event_time")),
-        "{letters:?}"
+            .any(|(stage, reason, _)| stage == "monitor" && reason.contains("event_time")),
+        "a monitor reason names the field"
     );
 
     for stage in [scorer, monitor, sink] {

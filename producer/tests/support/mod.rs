@@ -7,10 +7,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::Parser;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::StreamConsumer;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use streamwatch_common::events::HEADER_DLQ_REASON;
-use streamwatch_common::kafka::KafkaArgs;
+use streamwatch_common::kafka::{KafkaArgs, StageConsumer};
 
 #[derive(Parser)]
 struct Kafka {
@@ -56,7 +55,9 @@ pub async fn consume<T>(
     expected: usize,
     mut each: impl FnMut(&BorrowedMessage<'_>) -> T,
 ) -> Vec<T> {
-    let consumer: StreamConsumer = kafka.consumer(&unique("group"), &[topic]).unwrap();
+    let consumer: StageConsumer = kafka
+        .consumer("producer-test-reader", &unique("group"), &[topic])
+        .unwrap();
     let mut got = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
