@@ -2,6 +2,7 @@
 //! the consumer context that turns librdkafka statistics into consumer-lag gauges.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -232,6 +233,8 @@ fn subscribe<C: ConsumerContext + 'static>(
 pub struct StageContext {
     stage: String,
     lag: Mutex<LagState>,
+    /// librdkafka reported every broker down, and no statistics since showed one up.
+    brokers_down: AtomicBool,
 }
 
 #[derive(Default)]
@@ -247,12 +250,19 @@ impl StageContext {
         Self {
             stage: stage.to_owned(),
             lag: Mutex::default(),
+            brokers_down: AtomicBool::new(false),
         }
     }
 
     /// The stage named in the gauges' `stage` label.
     pub fn stage(&self) -> &str {
         &self.stage
+    }
+
+    /// False while librdkafka reports every broker down (for `/readyz`); true again once
+    /// its statistics show a broker up.
+    pub fn brokers_reachable(&self) -> bool {
+        !self.brokers_down.load(Ordering::Relaxed)
     }
 
     /// Messages behind over the assigned partitions, once librdkafka's statistics told it.
@@ -325,6 +335,15 @@ impl StageContext {
 struct LagStatistics {
     #[serde(default)]
     topics: HashMap<String, TopicLag>,
+    /// Per broker connection, its state (`UP`, `DOWN`, `CONNECT`, ...).
+    #[serde(default)]
+    brokers: HashMap<String, BrokerState>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct BrokerState {
+    #[serde(default)]
+    state: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -367,7 +386,12 @@ impl ClientContext for StageContext {
 
     fn stats_raw(&self, statistics: &[u8]) {
         match serde_json::from_slice::<LagStatistics>(statistics) {
-            Ok(stats) => self.publish_lag(&stats),
+            Ok(stats) => {
+                if stats.brokers.values().any(|b| b.state == "UP") {
+                    self.brokers_down.store(false, Ordering::Relaxed);
+                }
+                self.publish_lag(&stats)
+            }
             Err(error) => {
                 tracing::warn!(stage = %self.stage, %error, "unreadable librdkafka statistics")
             }
@@ -380,6 +404,9 @@ impl ClientContext for StageContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         let stage = &self.stage;
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.brokers_down.store(true, Ordering::Relaxed);
+        }
         match error.rdkafka_error_code() {
             // Not an error: the consumer caught up with a partition (enable.partition.eof).
             Some(RDKafkaErrorCode::PartitionEOF) => {
@@ -572,6 +599,21 @@ mod tests {
             "ERROR",
             "{text}"
         );
+    }
+
+    #[test]
+    fn brokers_are_unreachable_from_all_brokers_down_until_statistics_show_one_up() {
+        let context = StageContext::new("monitor");
+        assert!(context.brokers_reachable());
+        context.error(
+            KafkaError::Global(RDKafkaErrorCode::AllBrokersDown),
+            "1/1 brokers are down",
+        );
+        assert!(!context.brokers_reachable());
+        context.stats_raw(br#"{"brokers": {"127.0.0.1:9092/1": {"state": "DOWN"}}}"#);
+        assert!(!context.brokers_reachable());
+        context.stats_raw(br#"{"brokers": {"127.0.0.1:9092/1": {"state": "UP"}}}"#);
+        assert!(context.brokers_reachable());
     }
 
     #[test]

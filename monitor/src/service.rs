@@ -177,6 +177,7 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
         performance,
         target,
         alerts,
+        readiness: readiness.clone(),
         health: HealthTracker::new(
             &mapping.monitor_name,
             instance_name(),
@@ -230,6 +231,8 @@ struct LoopState {
     /// The target's field in completion events.
     target: String,
     alerts: Alerts,
+    /// `/readyz`: up while a broker is reachable.
+    readiness: Readiness,
     health: HealthTracker,
 }
 
@@ -421,6 +424,7 @@ async fn process(
     state: &mut LoopState,
 ) -> Result<()> {
     track_assignment(consumer, args, state);
+    state.readiness.set(consumer.context().brokers_reachable());
     let before = state.watermarks.current();
     let stats = state.operator.ingest(&state.batch, before);
     if stats.late_dropped > 0 {

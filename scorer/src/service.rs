@@ -65,6 +65,24 @@ pub async fn run(
         summary: Summary::default(),
     };
     readiness.set(true);
+    // `/readyz` follows the broker connection while consuming.
+    let watching = shutdown.child_token();
+    {
+        let (context, readiness, stop) = (
+            consumer.context().clone(),
+            readiness.clone(),
+            watching.clone(),
+        );
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = tick.tick() => readiness.set(context.brokers_reachable()),
+                }
+            }
+        });
+    }
     tracing::info!(
         input = %args.input_topic,
         output = %args.output_topic,
@@ -74,6 +92,7 @@ pub async fn run(
         "scoring trip events"
     );
     let consumed = stage.consume(&consumer, &shutdown).await;
+    watching.cancel();
     readiness.set(false);
     tracing::info!(
         in_flight = stage.in_flight.len(),
