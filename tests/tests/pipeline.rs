@@ -206,7 +206,7 @@ fn malformed(topic: &str, i: usize) -> Vec<u8> {
         6 if i % 1000 == 6 => vec![b'x'; 700 * 1024],
         // A record of the topic's shape with a field missing or of the wrong type.
         _ => {
-            let missing_field = i % 2 == 0;
+            let missing_field = i.is_multiple_of(2);
             match (topic, missing_field) {
                 ("trips", true) | ("scored", true) => format!(
                     r#"{{"trip_id":"{id}","passenger_count":1,"trip_distance":2.5,"fare_amount":12.0,"total_amount":15.3,"PULocationID":74,"DOLocationID":75,"prediction":11.0}}"#
@@ -224,7 +224,7 @@ fn malformed(topic: &str, i: usize) -> Vec<u8> {
                     r#"{{"trip_id":"{id}","event_time":"2022-02-01T10:00:00","prediction_time":"2022-02-01T09:50:00","duration_min":"ten"}}"#
                 ),
                 (_, true) => format!(r#"{{"record":"window","window":{{"monitor":"{id}"}}}}"#),
-                (_, false) => format!(r#"{{"record":"window","revision":"first","row_count":-1}}"#),
+                (_, false) => r#"{"record":"window","revision":"first","row_count":-1}"#.to_owned(),
             }
             .into_bytes()
         }
