@@ -209,6 +209,29 @@ impl KafkaArgs {
     }
 }
 
+impl KafkaArgs {
+    /// The number of partitions of `topic` (0 while it does not exist). Blocking.
+    pub fn partition_count(&self, topic: &str, timeout: Duration) -> Result<usize> {
+        let config = self.client_config()?;
+        let probe: rdkafka::consumer::BaseConsumer =
+            config.create().map_err(|source| Error::KafkaClient {
+                what: "metadata probe",
+                source,
+            })?;
+        let metadata = probe
+            .fetch_metadata(Some(topic), timeout)
+            .map_err(|source| Error::BrokerUnreachable {
+                brokers: self.brokers.clone(),
+                source,
+            })?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .map_or(0, |t| t.partitions().len()))
+    }
+}
+
 fn subscribe<C: ConsumerContext + 'static>(
     consumer: &StreamConsumer<C>,
     topics: &[&str],

@@ -22,8 +22,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Consume scored events from Kafka and publish one metric row per window.
+    /// Consume scored events from Kafka and publish one metric row per window (or, with
+    /// `--partials-topic`, each pane's state per partition for `merge`).
     Run(Box<RunArgs>),
+    /// Combine the pane states of `run --partials-topic` workers into windows and publish
+    /// one metric row per window, exactly as a single instance would.
+    Merge(Box<MergeArgs>),
     /// Compute the same metrics over a scored Parquet file and print them as JSON.
     Batch(Box<BatchArgs>),
     /// Build the reference profile once and store it, so `run` and `batch` load it with
@@ -86,10 +90,16 @@ pub struct RunArgs {
     #[arg(long, env = "DEAD_LETTER_TOPIC", default_value = "deadletter")]
     pub dead_letter_topic: String,
 
-    /// Kafka consumer group. Run one instance per group: windows are not yet combined
-    /// across instances that split the partitions.
+    /// Kafka consumer group. Without `--partials-topic` run one instance per group; with
+    /// it, any number of instances split the partitions and `monitor merge` combines them.
     #[arg(long, env = "MONITOR_GROUP", default_value = "monitor")]
     pub group: String,
+
+    /// Scale-out: publish each pane's exact state per partition, and each partition's
+    /// watermark, to this topic for `monitor merge`, instead of evaluating windows here.
+    /// Empty: this instance evaluates its windows itself.
+    #[arg(long, env = "MONITOR_PARTIALS_TOPIC", default_value = "")]
+    pub partials_topic: String,
 
     /// Windows as SIZE (tumbling) or SIZE/STEP (sliding), units s, m, h, d; repeat or
     /// separate with commas for several (for example `1d,1h,1d/1h`).
@@ -141,6 +151,58 @@ pub struct RunArgs {
     /// dashboard: 10s, 1m, ...; 0 turns it off.
     #[arg(long, env = "MONITOR_HEALTH_INTERVAL", default_value = "10s")]
     pub health_interval: String,
+}
+
+/// Options of `monitor merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    #[command(flatten)]
+    pub admin: AdminArgs,
+
+    /// The workers' spec (or mapping options) and reference.
+    #[command(flatten)]
+    pub monitored: MonitoredArgs,
+
+    /// Topic the workers publish pane states and progress to.
+    #[arg(
+        long,
+        env = "MONITOR_PARTIALS_TOPIC",
+        default_value = "metrics.partials"
+    )]
+    pub partials_topic: String,
+
+    /// The workers' scored topic: windows wait for a watermark from each of its partitions.
+    #[arg(long, env = "MONITOR_INPUT_TOPIC", default_value = "trips.scored")]
+    pub input_topic: String,
+
+    /// Topic the metric rows are published to.
+    #[arg(long, env = "MONITOR_OUTPUT_TOPIC", default_value = "metrics")]
+    pub output_topic: String,
+
+    /// Topic for partials that cannot be decoded (with the reason in headers).
+    #[arg(long, env = "DEAD_LETTER_TOPIC", default_value = "deadletter")]
+    pub dead_letter_topic: String,
+
+    /// Kafka consumer group of the merger (one instance).
+    #[arg(long, env = "MONITOR_MERGE_GROUP", default_value = "monitor-merge")]
+    pub group: String,
+
+    /// The workers' windows (SIZE or SIZE/STEP, comma-separated).
+    #[arg(
+        long = "window",
+        env = "MONITOR_WINDOWS",
+        value_delimiter = ',',
+        default_value = "1d"
+    )]
+    pub windows: Vec<String>,
+
+    /// How long after a window closed late pane changes still update it (the workers'
+    /// value; duration: 30m, 1h).
+    #[arg(long, env = "MONITOR_UPDATE_HORIZON", default_value = "1h")]
+    pub update_horizon: String,
 }
 
 /// Options of `monitor batch`.

@@ -61,6 +61,11 @@ impl HealthTracker {
         }
     }
 
+    /// This process's instance name.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
     pub fn event_in(&mut self) {
         self.events_in += 1;
     }

@@ -10,6 +10,10 @@ async fn main() -> anyhow::Result<()> {
             let shutdown = streamwatch_common::shutdown::on_signals();
             streamwatch_monitor::service::run(*args, shutdown).await?;
         }
+        Command::Merge(args) => {
+            let shutdown = streamwatch_common::shutdown::on_signals();
+            streamwatch_monitor::merge::run(*args, shutdown).await?;
+        }
         Command::Profile(args) => {
             let (path, columns) = streamwatch_monitor::report::profile(&args).await?;
             println!("profile of {columns} columns written to {path}");

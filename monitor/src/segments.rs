@@ -76,6 +76,11 @@ impl Segmenter {
                 .cloned()
                 .unwrap_or_else(|| UNMAPPED_SEGMENT.to_owned()),
         };
+        self.intern(name)
+    }
+
+    /// The id of a segment name (a new id for a name not seen before).
+    pub fn intern(&mut self, name: String) -> u32 {
         if let Some(id) = self.ids.get(&name) {
             return *id;
         }

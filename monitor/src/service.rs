@@ -26,10 +26,13 @@ use crate::evaluate::{evaluate, ReferenceColumn};
 use crate::health::{instance_name, Gauges, HealthTracker};
 use crate::mapping::ColumnMapping;
 use crate::outliers::OutlierBounds;
+use crate::partials::{PanePartial, PaneState, PartialRecord, PartitionProgress};
 use crate::performance::{PerformanceOperator, Position, Prediction};
 use crate::report::{late_events, metric_row, performance_report};
 use crate::segments::{segment_drift, SegmentReference, Segmenter};
-use crate::window::{parse_duration, MicroBatch, Watermarks, WindowOperator, WindowSpec};
+use crate::window::{
+    parse_duration, IngestStats, MicroBatch, ReadyWindow, Watermarks, WindowOperator, WindowSpec,
+};
 use crate::{MonitorError, Result};
 
 /// Index of the scored topic in watermark and offset keys.
@@ -40,18 +43,26 @@ const COMPLETIONS: u8 = 1;
 /// How long one micro-batch collects events before it is processed.
 const BATCH_LINGER: Duration = Duration::from_millis(50);
 
-struct Outputs {
-    producer: FutureProducer,
-    topic: String,
+pub(crate) struct Outputs {
+    pub(crate) producer: FutureProducer,
+    pub(crate) topic: String,
 }
 
 impl Outputs {
-    async fn publish(&self, record: &MetricsRecord) -> Result<()> {
-        let key = record.message_key();
-        let payload = serde_json::to_vec(record).expect("metric records serialise");
+    pub(crate) async fn publish(&self, record: &MetricsRecord) -> Result<()> {
+        self.publish_json(&record.message_key(), record).await
+    }
+
+    /// Publishes one JSON message and waits for the broker's acknowledgement.
+    pub(crate) async fn publish_json<T: serde::Serialize>(
+        &self,
+        key: &str,
+        record: &T,
+    ) -> Result<()> {
+        let payload = serde_json::to_vec(record).expect("records serialise");
         self.producer
             .send(
-                FutureRecord::to(&self.topic).key(&key).payload(&payload),
+                FutureRecord::to(&self.topic).key(key).payload(&payload),
                 Duration::from_secs(60),
             )
             .await
@@ -63,26 +74,25 @@ impl Outputs {
     }
 }
 
-/// Runs the monitor until `shutdown` fires; then stores and commits offsets and returns.
-pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
-    let readiness = Readiness::default();
-    serve_admin("monitor", &args.admin, readiness.clone(), shutdown.clone()).await?;
+/// What evaluating drift windows needs, from the spec and the reference (`run` and `merge`).
+pub(crate) struct DriftSetup {
+    pub(crate) mapping: ColumnMapping,
+    pub(crate) specs: Vec<WindowSpec>,
+    /// The update horizon (microseconds).
+    pub(crate) horizon: i64,
+    pub(crate) reference: Vec<ReferenceColumn>,
+    pub(crate) segments: DriftSegments,
+    pub(crate) alerts: Alerts,
+}
 
-    let resolved = Resolved::new(&args.monitored, &args.windows)?;
-    let mapping = resolved.mapping;
+pub(crate) async fn prepare_drift(resolved: &Resolved, update_horizon: &str) -> Result<DriftSetup> {
+    let mapping = resolved.mapping.clone();
     let specs = resolved
         .windows
         .iter()
         .map(|w| WindowSpec::parse(w))
         .collect::<Result<Vec<_>>>()?;
-    let lateness = parse_duration(&args.allowed_lateness)?;
-    let horizon = parse_duration(&args.update_horizon)?;
-    let idle = Duration::from_micros(parse_duration(&args.idle_timeout)? as u64);
-    let health_interval = match args.health_interval.trim() {
-        "0" | "0s" => None,
-        text => Some(Duration::from_micros(parse_duration(text)? as u64)),
-    };
-
+    let horizon = parse_duration(update_horizon)?;
     let started = Instant::now();
     let reference = reference_from_parquet(&resolved.reference, &mapping).await?;
     tracing::info!(
@@ -91,21 +101,61 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "reference profile built"
     );
-
     let counted = mapping.counted_columns();
-    let mut drift_segmenters = resolved
+    let mut segmenters = resolved
         .segments
         .iter()
         .filter(|segment| segment.drift)
         .map(|segment| Segmenter::new(segment, &counted))
         .collect::<Result<Vec<_>>>()?;
-    let segment_reference = SegmentReference::from_parquet(
-        &resolved.reference,
-        &mapping,
-        &reference,
-        &mut drift_segmenters,
-    )
-    .await?;
+    let segment_reference =
+        SegmentReference::from_parquet(&resolved.reference, &mapping, &reference, &mut segmenters)
+            .await?;
+    check_windows(&resolved.alerts, &resolved.windows)?;
+    let alerts = Alerts::new(&resolved.alerts)?;
+    Ok(DriftSetup {
+        mapping,
+        specs,
+        horizon,
+        reference,
+        segments: DriftSegments {
+            segmenters,
+            reference: segment_reference,
+            min_rows: resolved.segment_min_rows,
+            ids: Vec::new(),
+        },
+        alerts,
+    })
+}
+
+/// Runs the monitor until `shutdown` fires; then stores and commits offsets and returns.
+pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
+    let readiness = Readiness::default();
+    serve_admin("monitor", &args.admin, readiness.clone(), shutdown.clone()).await?;
+
+    let resolved = Resolved::new(&args.monitored, &args.windows)?;
+    let DriftSetup {
+        mapping,
+        specs,
+        horizon,
+        reference,
+        segments,
+        alerts,
+    } = prepare_drift(&resolved, &args.update_horizon).await?;
+    let lateness = parse_duration(&args.allowed_lateness)?;
+    let idle = Duration::from_micros(parse_duration(&args.idle_timeout)? as u64);
+    let health_interval = match args.health_interval.trim() {
+        "0" | "0s" => None,
+        text => Some(Duration::from_micros(parse_duration(text)? as u64)),
+    };
+    if !args.partials_topic.is_empty() && !args.completions_topic.is_empty() {
+        return Err(MonitorError::Config(
+            "--partials-topic (scale-out workers) does not combine model performance yet: \
+             run the completions join in a single instance without it"
+                .into(),
+        ));
+    }
+    let counted = mapping.counted_columns();
 
     let kafka = args.kafka.clone();
     tokio::task::spawn_blocking(move || kafka.check_reachable(Duration::from_secs(10)))
@@ -140,8 +190,6 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
         .target
         .clone()
         .unwrap_or_else(|| args.target.clone());
-    check_windows(&resolved.alerts, &resolved.windows)?;
-    let alerts = Alerts::new(&resolved.alerts)?;
     let consumer = args
         .kafka
         .stage_consumer("monitor", &args.group, &topics, true)?;
@@ -151,6 +199,18 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
         producer: producer.clone(),
         topic: args.output_topic.clone(),
     };
+    let dimensions = segments.segmenters.len();
+    let partitioned = (!args.partials_topic.is_empty()).then(|| PartitionedWindows {
+        outputs: Outputs {
+            producer: producer.clone(),
+            topic: args.partials_topic.clone(),
+        },
+        specs: specs.clone(),
+        columns: counted.len(),
+        horizon,
+        dimensions,
+        partitions: FxHashMap::default(),
+    });
     readiness.set(true);
     tracing::info!(
         topics = ?topics,
@@ -162,13 +222,9 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
     let mut state = LoopState {
         decoder: Decoder::new(&mapping.counted_columns(), &mapping.ignored),
         operator: WindowOperator::new(&specs, counted.len(), horizon)
-            .with_segment_dimensions(drift_segmenters.len()),
-        segments: DriftSegments {
-            segmenters: drift_segmenters,
-            reference: segment_reference,
-            min_rows: resolved.segment_min_rows,
-            ids: Vec::new(),
-        },
+            .with_segment_dimensions(dimensions),
+        partitioned,
+        segments,
         watermarks: Watermarks::new(lateness, idle),
         completion_marks: Watermarks::new(lateness, idle),
         batch: MicroBatch::default(),
@@ -216,6 +272,8 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
 struct LoopState {
     decoder: Decoder,
     operator: WindowOperator,
+    /// Scale-out worker: windows per partition, exported as pane partials.
+    partitioned: Option<PartitionedWindows>,
     /// The scored topic's watermark: it alone closes drift windows, so completions read
     /// ahead of the scored events (the scorer lags) cannot make those late.
     watermarks: Watermarks,
@@ -237,12 +295,55 @@ struct LoopState {
 }
 
 /// Drift and data quality per segment (`[[segments]]` with `drift = true`).
-struct DriftSegments {
-    segmenters: Vec<Segmenter>,
+pub(crate) struct DriftSegments {
+    pub(crate) segmenters: Vec<Segmenter>,
     reference: SegmentReference,
     min_rows: u64,
     /// The current event's segment ids (reused).
     ids: Vec<u32>,
+}
+
+/// A scale-out worker's windows: one operator per partition of the scored topic, so each
+/// pane's state per partition can be exported for the merger (`crate::partials`).
+struct PartitionedWindows {
+    outputs: Outputs,
+    specs: Vec<WindowSpec>,
+    columns: usize,
+    horizon: i64,
+    dimensions: usize,
+    partitions: FxHashMap<i32, PartitionWindows>,
+}
+
+struct PartitionWindows {
+    operator: WindowOperator,
+    batch: MicroBatch,
+    /// The partition's watermark as last exported, and whether it was idle.
+    watermark: i64,
+    idle: bool,
+    /// When progress was last published (a heartbeat even when nothing changes, so a
+    /// restarted merger learns every partition's watermark).
+    reported_at: Option<Instant>,
+}
+
+/// How often a worker re-publishes an unchanged partition's progress.
+const PROGRESS_HEARTBEAT: Duration = Duration::from_secs(1);
+
+impl PartitionedWindows {
+    fn partition(&mut self, partition: i32) -> &mut PartitionWindows {
+        let (specs, columns, horizon, dimensions) =
+            (&self.specs, self.columns, self.horizon, self.dimensions);
+        self.partitions
+            .entry(partition)
+            .or_insert_with(|| PartitionWindows {
+                operator: WindowOperator::new(specs, columns, horizon)
+                    .with_segment_dimensions(dimensions)
+                    .exporting_panes(),
+                batch: MicroBatch::default(),
+                watermark: i64::MIN,
+                idle: false,
+                reported_at: None,
+            })
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -260,6 +361,12 @@ async fn consume(
     let mut pending_dead_letters = Vec::new();
     while !stopping {
         state.batch.clear();
+        if let Some(partitioned) = &mut state.partitioned {
+            partitioned
+                .partitions
+                .values_mut()
+                .for_each(|p| p.batch.clear());
+        }
         let mut received = 0usize;
         let deadline = tokio::time::Instant::now() + BATCH_LINGER;
         while state.batch.len() < args.max_batch {
@@ -348,11 +455,15 @@ fn take_scored(
     state
         .watermarks
         .observe(position.partition, time, Instant::now());
+    let operator = match &mut state.partitioned {
+        Some(partitioned) => &mut partitioned.partition(position.partition).operator,
+        None => &mut state.operator,
+    };
     let duplicate = state
         .event
         .trip_id
         .as_deref()
-        .is_some_and(|id| state.operator.is_duplicate(id, time));
+        .is_some_and(|id| operator.is_duplicate(id, time));
     if duplicate {
         metrics::counter!("streamwatch_monitor_duplicates_total").increment(1);
         return Ok(());
@@ -363,11 +474,13 @@ fn take_scored(
         let value = state.event.values.get(segmenter.column).copied().flatten();
         segments.ids.push(segmenter.classify(value));
     }
-    state
-        .batch
-        .push_segmented(&state.event, &segments.ids, position.partition, offset);
+    let batch = match &mut state.partitioned {
+        Some(partitioned) => &mut partitioned.partition(position.partition).batch,
+        None => &mut state.batch,
+    };
+    batch.push_segmented(&state.event, &segments.ids, position.partition, offset);
     if let Some(millis) = published_ms {
-        state.batch.set_published_ms(millis);
+        batch.set_published_ms(millis);
     }
     if let (Some(performance), Some(id)) = (&mut state.performance, &state.event.trip_id) {
         let prediction = Prediction {
@@ -425,61 +538,33 @@ async fn process(
 ) -> Result<()> {
     track_assignment(consumer, args, state);
     state.readiness.set(consumer.context().brokers_reachable());
-    let before = state.watermarks.current();
-    let stats = state.operator.ingest(&state.batch, before);
-    if stats.late_dropped > 0 {
-        tracing::warn!(
-            dropped = stats.late_dropped,
-            watermark_us = before,
-            "events arrived after their windows' update horizon and were dropped"
-        );
-        metrics::counter!("streamwatch_monitor_late_events_dropped_total")
-            .increment(stats.late_dropped);
-        // Published before the offsets move past these events, so none is lost unreported.
-        for report in late_events(mapping, &args.input_topic, before, &stats.late) {
-            outputs.publish(&MetricsRecord::LateEvents(report)).await?;
-        }
-    }
     let now = Instant::now();
-    let watermark = state.watermarks.advance(now);
-    let completions_watermark = state.completion_marks.advance(now);
-    let completions_idle =
-        !state.completion_marks.has_partitions() || state.completion_marks.all_idle(now);
-    let flush = state.batch.is_empty() && state.watermarks.all_idle(now) && completions_idle;
-    for window in state.operator.take_ready(watermark, flush) {
-        let started = Instant::now();
-        let metrics = evaluate(mapping, reference, &window.data);
-        let mut row = metric_row(mapping, &window, metrics);
-        let segments = &state.segments;
-        row.segments = segment_drift(
+    let (watermark, flush) = if state.partitioned.is_some() {
+        export_partials(args, outputs, mapping, state, now).await?
+    } else {
+        let before = state.watermarks.current();
+        let stats = state.operator.ingest(&state.batch, before);
+        publish_late(args, outputs, mapping, before, &stats).await?;
+        let watermark = state.watermarks.advance(now);
+        let completions_idle =
+            !state.completion_marks.has_partitions() || state.completion_marks.all_idle(now);
+        let flush = state.batch.is_empty() && state.watermarks.all_idle(now) && completions_idle;
+        let ready = state.operator.take_ready(watermark, flush);
+        emit_windows(
+            outputs,
             mapping,
-            &segments.reference,
-            &segments.segmenters,
-            &window.segments,
-            segments.min_rows,
-        );
-        metrics::histogram!("streamwatch_monitor_window_eval_seconds")
-            .record(started.elapsed().as_secs_f64());
-        let (key, kind) = (row.window.message_key(), row.window.kind.as_str());
-        let (revision, rows, drifted) =
-            (row.revision, row.row_count, row.number_of_drifted_columns);
-        let transitions = state.alerts.on_window(&row);
-        let published_at = row.last_event_published_at;
-        outputs.publish(&MetricsRecord::Window(row)).await?;
-        state
-            .health
-            .window_emitted(published_at, chrono::Utc::now());
-        publish_alerts(outputs, transitions).await?;
-        metrics::counter!("streamwatch_monitor_windows_emitted_total", "kind" => kind).increment(1);
-        tracing::info!(
-            window = %key,
-            revision,
-            rows,
-            drifted,
-            early = flush,
-            "window emitted"
-        );
-    }
+            reference,
+            &state.segments,
+            &mut state.alerts,
+            &mut state.health,
+            ready,
+            flush,
+        )
+        .await?;
+        state.operator.evict(watermark);
+        (watermark, flush)
+    };
+    let completions_watermark = state.completion_marks.advance(now);
     if let Some(performance) = &mut state.performance {
         let watermark = if state.completion_marks.has_partitions() {
             watermark.min(completions_watermark)
@@ -503,22 +588,173 @@ async fn process(
         metrics::gauge!("streamwatch_monitor_join_waiting", "side" => "completions")
             .set(completions as f64);
     }
-    state.operator.evict(watermark);
     store_offsets(consumer, args, state);
-    metrics::gauge!("streamwatch_monitor_open_windows").set(state.operator.open_windows() as f64);
-    metrics::gauge!("streamwatch_monitor_panes").set(state.operator.panes() as f64);
+    let (open_windows, panes) = match &state.partitioned {
+        Some(partitioned) => partitioned
+            .partitions
+            .values()
+            .fold((0, 0), |(w, p), part| {
+                (w + part.operator.open_windows(), p + part.operator.panes())
+            }),
+        None => (state.operator.open_windows(), state.operator.panes()),
+    };
+    metrics::gauge!("streamwatch_monitor_open_windows").set(open_windows as f64);
+    metrics::gauge!("streamwatch_monitor_panes").set(panes as f64);
     let now = Instant::now();
     if state.health.is_due(now) {
         let gauges = Gauges {
             watermark_us: watermark,
             consumer_lag: consumer.context().total_lag(),
-            open_windows: state.operator.open_windows(),
-            panes: state.operator.panes(),
+            open_windows,
+            panes,
         };
         let report = state.health.take_report(gauges, now, chrono::Utc::now());
         outputs.publish(&MetricsRecord::Health(report)).await?;
     }
     Ok(())
+}
+
+/// Reports events dropped after their windows' update horizon, before the offsets move past
+/// them, so none is lost unreported.
+async fn publish_late(
+    args: &RunArgs,
+    outputs: &Outputs,
+    mapping: &ColumnMapping,
+    watermark: i64,
+    stats: &IngestStats,
+) -> Result<()> {
+    if stats.late_dropped == 0 {
+        return Ok(());
+    }
+    tracing::warn!(
+        dropped = stats.late_dropped,
+        watermark_us = watermark,
+        "events arrived after their windows' update horizon and were dropped"
+    );
+    metrics::counter!("streamwatch_monitor_late_events_dropped_total")
+        .increment(stats.late_dropped);
+    for report in late_events(mapping, &args.input_topic, watermark, &stats.late) {
+        outputs.publish(&MetricsRecord::LateEvents(report)).await?;
+    }
+    Ok(())
+}
+
+/// Evaluates windows and publishes their rows and the alerts they change.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn emit_windows(
+    outputs: &Outputs,
+    mapping: &ColumnMapping,
+    reference: &[ReferenceColumn],
+    segments: &DriftSegments,
+    alerts: &mut Alerts,
+    health: &mut HealthTracker,
+    windows: Vec<ReadyWindow>,
+    early: bool,
+) -> Result<()> {
+    for window in windows {
+        let started = Instant::now();
+        let metrics = evaluate(mapping, reference, &window.data);
+        let mut row = metric_row(mapping, &window, metrics);
+        row.segments = segment_drift(
+            mapping,
+            &segments.reference,
+            &segments.segmenters,
+            &window.segments,
+            segments.min_rows,
+        );
+        metrics::histogram!("streamwatch_monitor_window_eval_seconds")
+            .record(started.elapsed().as_secs_f64());
+        let (key, kind) = (row.window.message_key(), row.window.kind.as_str());
+        let (revision, rows, drifted) =
+            (row.revision, row.row_count, row.number_of_drifted_columns);
+        let transitions = alerts.on_window(&row);
+        let published_at = row.last_event_published_at;
+        outputs.publish(&MetricsRecord::Window(row)).await?;
+        health.window_emitted(published_at, chrono::Utc::now());
+        publish_alerts(outputs, transitions).await?;
+        metrics::counter!("streamwatch_monitor_windows_emitted_total", "kind" => kind).increment(1);
+        tracing::info!(window = %key, revision, rows, drifted, early, "window emitted");
+    }
+    Ok(())
+}
+
+/// Scale-out worker: per partition, adds its micro-batch to its panes, publishes the panes
+/// its watermark closed (all changed ones once it is idle) and then its progress. Returns
+/// the lowest watermark over the partitions, and whether all are idle.
+async fn export_partials(
+    args: &RunArgs,
+    outputs: &Outputs,
+    mapping: &ColumnMapping,
+    state: &mut LoopState,
+    now: Instant,
+) -> Result<(i64, bool)> {
+    let Some(partitioned) = state.partitioned.as_mut() else {
+        return Ok((i64::MIN, false));
+    };
+    let decoder = &state.decoder;
+    let segmenters = &state.segments.segmenters;
+    let column_name = |id: u32| decoder.column_name(id).to_owned();
+    let segment_name = |dimension: usize, id: u32| segmenters[dimension].name_of(id).to_owned();
+    let owned: Vec<i32> = state.watermarks.partitions().collect();
+    let mut panes = Vec::new();
+    let mut progress = Vec::new();
+    let mut lowest = None::<i64>;
+    let mut all_idle = !owned.is_empty();
+    for partition in owned {
+        let part = partitioned.partition(partition);
+        let before = part.watermark;
+        let stats = part.operator.ingest(&part.batch, before);
+        publish_late(args, outputs, mapping, before, &stats).await?;
+        let watermark = before.max(
+            state
+                .watermarks
+                .partition_watermark(partition)
+                .unwrap_or(i64::MIN),
+        );
+        let idle = part.batch.is_empty() && state.watermarks.is_partition_idle(partition, now);
+        part.operator
+            .take_partials(watermark, idle, |spec, pane_start_us, pane| {
+                panes.push(PartialRecord::Pane(PanePartial {
+                    monitor: mapping.monitor_name.clone(),
+                    size_us: spec.size_us,
+                    step_us: spec.step_us,
+                    pane_start_us,
+                    partition,
+                    pane: PaneState::of(pane, &column_name, &segment_name),
+                }));
+            });
+        part.operator.evict(watermark);
+        let changed = (watermark, idle) != (part.watermark, part.idle);
+        if changed
+            || part
+                .reported_at
+                .is_none_or(|at| now - at >= PROGRESS_HEARTBEAT)
+        {
+            part.reported_at = Some(now);
+            progress.push(PartialRecord::Progress(PartitionProgress {
+                monitor: mapping.monitor_name.clone(),
+                partition,
+                watermark_us: watermark,
+                idle,
+                instance: state.health.instance().to_owned(),
+            }));
+        }
+        part.watermark = watermark;
+        part.idle = idle;
+        all_idle &= idle;
+        if !idle {
+            lowest = Some(lowest.map_or(watermark, |l| l.min(watermark)));
+        }
+    }
+    // A partition's progress goes out only after the panes it covers were acknowledged.
+    let sink = &partitioned.outputs;
+    futures::future::try_join_all(panes.iter().map(|r| publish_partial(sink, r))).await?;
+    futures::future::try_join_all(progress.iter().map(|r| publish_partial(sink, r))).await?;
+    Ok((lowest.unwrap_or(state.watermarks.current()), all_idle))
+}
+
+async fn publish_partial(outputs: &Outputs, record: &PartialRecord) -> Result<()> {
+    outputs.publish_json(&record.message_key(), record).await
 }
 
 async fn publish_alerts(outputs: &Outputs, transitions: Vec<AlertEvent>) -> Result<()> {
@@ -572,6 +808,15 @@ fn track_assignment(consumer: &StageConsumer, args: &RunArgs, state: &mut LoopSt
         }
         marks.retain_partitions(|p| owned.contains(&p));
     }
+    if let Some(partitioned) = &mut state.partitioned {
+        // A revoked partition's next owner rebuilds its panes from the committed offsets.
+        let owned: Vec<i32> = elements
+            .iter()
+            .filter(|e| e.topic() == args.input_topic)
+            .map(|e| e.partition())
+            .collect();
+        partitioned.partitions.retain(|p, _| owned.contains(p));
+    }
 }
 
 /// Stores, per partition, the lowest offset any kept pane or waiting join entry needs.
@@ -580,7 +825,16 @@ fn store_offsets(consumer: &StageConsumer, args: &RunArgs, state: &LoopState) {
     for (&position, &next) in &state.next_offsets {
         let mut lowest = next;
         if position.topic == SCORED {
-            lowest = state.operator.commit_position(position.partition, lowest);
+            let operator = match &state.partitioned {
+                Some(partitioned) => partitioned
+                    .partitions
+                    .get(&position.partition)
+                    .map(|p| &p.operator),
+                None => Some(&state.operator),
+            };
+            if let Some(operator) = operator {
+                lowest = operator.commit_position(position.partition, lowest);
+            }
         }
         if let Some(performance) = &state.performance {
             lowest = performance.commit_position(position, lowest);

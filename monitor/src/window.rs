@@ -192,23 +192,23 @@ impl MicroBatch {
 
 /// One pane's contents.
 #[derive(Debug, Default)]
-struct Pane {
-    rows: u64,
+pub(crate) struct Pane {
+    pub(crate) rows: u64,
     /// Latest Kafka timestamp of the pane's events (milliseconds), `i64::MIN` if none.
-    max_published_ms: i64,
+    pub(crate) max_published_ms: i64,
     /// Per data-column id: seen in this pane at all, and cells that were not missing.
-    seen: Vec<bool>,
-    present: Vec<u64>,
-    columns: Vec<ValueCountsAccumulator>,
+    pub(crate) seen: Vec<bool>,
+    pub(crate) present: Vec<u64>,
+    pub(crate) columns: Vec<ValueCountsAccumulator>,
     /// Lowest offset per partition of the events in this pane: the consumer may not
     /// commit past it while the pane is kept.
     first_offsets: FxHashMap<i32, i64>,
     /// The pane's rows of each segment, by (drift dimension, segment id).
-    segments: FxHashMap<(usize, u32), Pane>,
+    pub(crate) segments: FxHashMap<(usize, u32), Pane>,
 }
 
 impl Pane {
-    fn new(columns: usize) -> Self {
+    pub(crate) fn new(columns: usize) -> Self {
         Self {
             columns: (0..columns)
                 .map(|_| ValueCountsAccumulator::default())
@@ -220,14 +220,19 @@ impl Pane {
 
     fn add_cells(&mut self, cells: &[(u32, bool)]) {
         for &(id, missing) in cells {
-            let id = id as usize;
-            if id >= self.seen.len() {
-                self.seen.resize(id + 1, false);
-                self.present.resize(id + 1, 0);
-            }
-            self.seen[id] = true;
-            self.present[id] += u64::from(!missing);
+            self.add_column_cells(id, u64::from(!missing));
         }
+    }
+
+    /// Marks a data column seen, with `present` more cells that were not missing.
+    pub(crate) fn add_column_cells(&mut self, id: u32, present: u64) {
+        let id = id as usize;
+        if id >= self.seen.len() {
+            self.seen.resize(id + 1, false);
+            self.present.resize(id + 1, 0);
+        }
+        self.seen[id] = true;
+        self.present[id] += present;
     }
 
     /// Adds one row of `batch` to the sub-pane of each of its segments.
@@ -269,6 +274,8 @@ struct SpecState {
     pending: BTreeSet<i64>,
     /// Last reported revision of windows still inside their update horizon.
     revisions: BTreeMap<i64, u32>,
+    /// Panes changed since they were last exported (only when exporting panes).
+    dirty: BTreeSet<i64>,
 }
 
 /// What the watermark knows of one partition.
@@ -389,6 +396,27 @@ impl<K: Copy + Eq + std::hash::Hash> Watermarks<K> {
         self.current
     }
 
+    /// One partition's own watermark (its highest event time minus the allowed lateness),
+    /// `None` before it delivered an event.
+    pub fn partition_watermark(&self, partition: K) -> Option<i64> {
+        self.partitions
+            .get(&partition)
+            .filter(|clock| clock.max_time_us != i64::MIN)
+            .map(|clock| clock.max_time_us.saturating_sub(self.lateness_us))
+    }
+
+    /// True when the partition is known and idle (see [`Watermarks`]).
+    pub fn is_partition_idle(&self, partition: K, now: Instant) -> bool {
+        self.partitions
+            .get(&partition)
+            .is_some_and(|clock| self.is_idle(clock, now))
+    }
+
+    /// The partitions followed.
+    pub fn partitions(&self) -> impl Iterator<Item = K> + '_ {
+        self.partitions.keys().copied()
+    }
+
     /// True when this instance has partitions to follow.
     pub fn has_partitions(&self) -> bool {
         !self.partitions.is_empty()
@@ -439,6 +467,8 @@ pub struct WindowOperator {
     scratch: Vec<ArrayRef>,
     /// Hashes of the event ids seen, bucketed by event-time hour, for deduplication.
     seen_ids: BTreeMap<i64, FxHashSet<u64>>,
+    /// Panes are exported to a merger (`take_partials`) instead of reported as windows.
+    exports_panes: bool,
 }
 
 impl WindowOperator {
@@ -453,6 +483,7 @@ impl WindowOperator {
                     panes: BTreeMap::new(),
                     pending: BTreeSet::new(),
                     revisions: BTreeMap::new(),
+                    dirty: BTreeSet::new(),
                 })
                 .collect(),
             columns,
@@ -460,7 +491,14 @@ impl WindowOperator {
             horizon_us,
             scratch: Vec::new(),
             seen_ids: BTreeMap::new(),
+            exports_panes: false,
         }
+    }
+
+    /// Tracks which panes changed, for [`WindowOperator::take_partials`].
+    pub fn exporting_panes(mut self) -> Self {
+        self.exports_panes = true;
+        self
     }
 
     /// Keeps every window's rows also per segment of `dimensions` drift dimensions (the
@@ -534,6 +572,9 @@ impl WindowOperator {
                 }
                 pane.rows += (end - row) as u64;
                 stats.assigned += (end - row) as u64;
+                if self.exports_panes {
+                    state.dirty.insert(pane_index);
+                }
                 for start in spec.windows_of_pane(pane_index) {
                     if start.saturating_add(spec.size_us).saturating_add(horizon) > watermark {
                         state.pending.insert(start);
@@ -560,45 +601,48 @@ impl WindowOperator {
             for start in starts {
                 state.pending.remove(&start);
                 let first_pane = spec.pane_of(start);
-                let panes = || {
-                    state
-                        .panes
-                        .range(first_pane..first_pane + spec.panes_per_window())
-                        .map(|(_, pane)| pane)
-                };
-                let data = merge_panes(panes(), self.columns);
-                if data.row_count == 0 {
-                    continue;
-                }
-                let keys: BTreeSet<(usize, u32)> =
-                    panes().flat_map(|p| p.segments.keys().copied()).collect();
-                let segments = keys
-                    .into_iter()
-                    .map(|key| SegmentWindow {
-                        dimension: key.0,
-                        segment: key.1,
-                        data: merge_panes(
-                            panes().filter_map(|p| p.segments.get(&key)),
-                            self.columns,
-                        ),
-                    })
+                let panes: Vec<&Pane> = state
+                    .panes
+                    .range(first_pane..first_pane + spec.panes_per_window())
+                    .map(|(_, pane)| pane)
                     .collect();
-                let revision = state.revisions.entry(start).or_insert(0);
-                *revision += 1;
-                ready.push(ReadyWindow {
-                    spec,
-                    start_us: start,
-                    revision: *revision,
-                    data,
-                    segments,
-                    last_published_ms: panes()
-                        .map(|p| p.max_published_ms)
-                        .max()
-                        .filter(|ms| *ms != i64::MIN),
-                });
+                let revision = state.revisions.get(&start).copied().unwrap_or(0) + 1;
+                if let Some(window) = assemble_window(spec, start, revision, &panes, self.columns) {
+                    state.revisions.insert(start, revision);
+                    ready.push(window);
+                }
             }
         }
         ready
+    }
+
+    /// Passes each pane that changed since it was last exported, once the watermark has
+    /// passed its end (every changed one when `flush`), to `export`; windows the watermark
+    /// closed stop counting as open. For a worker monitor whose panes a merger combines.
+    pub(crate) fn take_partials(
+        &mut self,
+        watermark: i64,
+        flush: bool,
+        mut export: impl FnMut(WindowSpec, i64, &Pane),
+    ) {
+        for state in &mut self.specs {
+            let spec = state.spec;
+            let done: Vec<i64> = state
+                .dirty
+                .iter()
+                .copied()
+                .filter(|pane| flush || (pane + 1).saturating_mul(spec.step_us) <= watermark)
+                .collect();
+            for pane in done {
+                state.dirty.remove(&pane);
+                if let Some(contents) = state.panes.get(&pane) {
+                    export(spec, pane * spec.step_us, contents);
+                }
+            }
+            state
+                .pending
+                .retain(|start| !flush && start.saturating_add(spec.size_us) > watermark);
+        }
     }
 
     /// Remembers an event id; true if it was seen before (a replay or a retried delivery),
@@ -634,6 +678,7 @@ impl WindowOperator {
                 start.saturating_add(spec.size_us).saturating_add(horizon) <= watermark
             };
             state.panes.retain(|pane, _| !closed(pane * spec.step_us));
+            state.dirty.retain(|pane| !closed(pane * spec.step_us));
             state.revisions.retain(|start, _| !closed(*start));
         }
     }
@@ -658,6 +703,45 @@ impl WindowOperator {
             .min()
             .map_or(next, |lowest| lowest.min(next))
     }
+}
+
+/// A window from its panes (in any order), with its rows per segment; `None` when it has
+/// no rows.
+pub(crate) fn assemble_window(
+    spec: WindowSpec,
+    start_us: i64,
+    revision: u32,
+    panes: &[&Pane],
+    columns: usize,
+) -> Option<ReadyWindow> {
+    let data = merge_panes(panes.iter().copied(), columns);
+    if data.row_count == 0 {
+        return None;
+    }
+    let keys: BTreeSet<(usize, u32)> = panes
+        .iter()
+        .flat_map(|p| p.segments.keys().copied())
+        .collect();
+    let segments = keys
+        .into_iter()
+        .map(|key| SegmentWindow {
+            dimension: key.0,
+            segment: key.1,
+            data: merge_panes(panes.iter().filter_map(|p| p.segments.get(&key)), columns),
+        })
+        .collect();
+    Some(ReadyWindow {
+        spec,
+        start_us,
+        revision,
+        data,
+        segments,
+        last_published_ms: panes
+            .iter()
+            .map(|p| p.max_published_ms)
+            .max()
+            .filter(|ms| *ms != i64::MIN),
+    })
 }
 
 fn merge_panes<'a>(panes: impl Iterator<Item = &'a Pane>, columns: usize) -> WindowData {

@@ -1,0 +1,217 @@
+//! `monitor merge`: combines the pane partials of scale-out workers (`crate::partials`) into
+//! windows, evaluates them and publishes the metric rows, as a single monitor would.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::Producer;
+use rdkafka::{Offset, TopicPartitionList};
+use rustc_hash::FxHashMap;
+use streamwatch_common::deadletter::{DeadLetters, Origin};
+use streamwatch_common::kafka::StageConsumer;
+use streamwatch_common::telemetry::{serve_admin, Readiness, EVENTS_IN_TOTAL, PROCESSING_SECONDS};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{MergeArgs, Resolved};
+use crate::health::{instance_name, HealthTracker};
+use crate::partials::{Applied, MergeOperator, PartialRecord};
+use crate::service::{emit_windows, prepare_drift, DriftSetup, Outputs};
+use crate::Result;
+
+/// How long one batch of partials collects before windows are checked.
+const BATCH_LINGER: Duration = Duration::from_millis(50);
+/// Largest batch of partials.
+const MAX_BATCH: usize = 4096;
+/// How often the scored topic's partition count is read again while not every partition
+/// has reported (a topic can gain partitions; the workers may not have started).
+const PARTITIONS_REFRESH: Duration = Duration::from_secs(5);
+
+/// Runs the merger until `shutdown` fires; then stores and commits offsets and returns.
+pub async fn run(args: MergeArgs, shutdown: CancellationToken) -> Result<()> {
+    let readiness = Readiness::default();
+    serve_admin("monitor", &args.admin, readiness.clone(), shutdown.clone()).await?;
+    let resolved = Resolved::new(&args.monitored, &args.windows)?;
+    let DriftSetup {
+        mapping,
+        specs,
+        horizon,
+        reference,
+        mut segments,
+        mut alerts,
+    } = prepare_drift(&resolved, &args.update_horizon).await?;
+    let kafka = args.kafka.clone();
+    tokio::task::spawn_blocking(move || kafka.check_reachable(Duration::from_secs(10)))
+        .await
+        .expect("connectivity probe does not panic")?;
+    let consumer =
+        args.kafka
+            .stage_consumer("monitor", &args.group, &[&args.partials_topic], false)?;
+    let producer = args.kafka.producer()?;
+    let dead_letters = DeadLetters::new(producer.clone(), &args.dead_letter_topic, "monitor");
+    let outputs = Outputs {
+        producer: producer.clone(),
+        topic: args.output_topic.clone(),
+    };
+    let columns = mapping.counted_columns().len();
+    let mut operator = MergeOperator::new(&mapping.monitor_name, &specs, columns, horizon);
+    let mut health =
+        HealthTracker::new(&mapping.monitor_name, instance_name(), None, Instant::now());
+    let mut next_offsets: FxHashMap<i32, i64> = FxHashMap::default();
+    let mut partitions = 0usize;
+    let mut partitions_read: Option<Instant> = None;
+    readiness.set(true);
+    tracing::info!(
+        topic = %args.partials_topic,
+        scored_topic = %args.input_topic,
+        group = %args.group,
+        windows = ?resolved.windows,
+        "merger consuming"
+    );
+
+    let mut stopping = false;
+    let mut result = Ok(());
+    while !stopping {
+        if partitions == 0 || operator.reported_partitions() < partitions {
+            if partitions_read.is_none_or(|at| at.elapsed() >= PARTITIONS_REFRESH) {
+                partitions_read = Some(Instant::now());
+                let kafka = args.kafka.clone();
+                let topic = args.input_topic.clone();
+                match tokio::task::spawn_blocking(move || {
+                    kafka.partition_count(&topic, Duration::from_secs(5))
+                })
+                .await
+                .expect("metadata probe does not panic")
+                {
+                    Ok(count) => {
+                        partitions = count;
+                        operator.set_partitions(count);
+                    }
+                    Err(error) => tracing::warn!(%error, "scored topic's partitions unknown"),
+                }
+            }
+        }
+        let mut pending_dead_letters = Vec::new();
+        let mut received = 0usize;
+        let deadline = tokio::time::Instant::now() + BATCH_LINGER;
+        while received < MAX_BATCH {
+            let message = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => { stopping = true; break; }
+                received = tokio::time::timeout_at(deadline, consumer.recv()) => match received {
+                    Err(_) => break,
+                    Ok(Err(KafkaError::PartitionEOF(_))) => continue,
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, "consumer error");
+                        break;
+                    }
+                    Ok(Ok(message)) => message,
+                },
+            };
+            received += 1;
+            metrics::counter!(EVENTS_IN_TOTAL, "stage" => "monitor").increment(1);
+            let (partition, offset) = (message.partition(), message.offset());
+            next_offsets.insert(partition, offset + 1);
+            let payload = message.payload().unwrap_or_default();
+            match serde_json::from_slice::<PartialRecord>(payload) {
+                Ok(PartialRecord::Pane(partial)) => {
+                    let applied = operator.apply_pane(
+                        &partial,
+                        payload,
+                        (partition, offset),
+                        &mut segments.segmenters,
+                    );
+                    if applied == Applied::Late {
+                        tracing::warn!(
+                            partition = partial.partition,
+                            pane_start_us = partial.pane_start_us,
+                            "pane partial after its windows' update horizon dropped"
+                        );
+                        metrics::counter!("streamwatch_monitor_late_partials_total").increment(1);
+                    }
+                }
+                Ok(PartialRecord::Progress(progress)) => operator.apply_progress(&progress),
+                Err(error) => {
+                    metrics::counter!("streamwatch_events_failed_total", "stage" => "monitor")
+                        .increment(1);
+                    let origin = Origin {
+                        topic: message.topic(),
+                        partition,
+                        offset,
+                    };
+                    pending_dead_letters.push(dead_letters.enqueue(
+                        "invalid_partial",
+                        &error.to_string(),
+                        Some(origin),
+                        message.key(),
+                        payload,
+                    )?);
+                }
+            }
+        }
+        for letter in pending_dead_letters {
+            letter.delivered().await?;
+        }
+        let started = Instant::now();
+        let (watermark, flush) = operator.advance();
+        let ready = operator.take_ready(watermark, flush);
+        if let Err(error) = emit_windows(
+            &outputs,
+            &mapping,
+            &reference,
+            &segments,
+            &mut alerts,
+            &mut health,
+            ready,
+            flush,
+        )
+        .await
+        {
+            result = Err(error);
+            break;
+        }
+        operator.evict(watermark);
+        store_offsets(&consumer, &args.partials_topic, &operator, &next_offsets);
+        readiness.set(consumer.context().brokers_reachable());
+        metrics::gauge!("streamwatch_monitor_open_windows").set(operator.open_windows() as f64);
+        metrics::gauge!("streamwatch_monitor_panes").set(operator.partials() as f64);
+        if received > 0 {
+            metrics::histogram!(PROCESSING_SECONDS, "stage" => "monitor").record(started.elapsed());
+        }
+    }
+
+    readiness.set(false);
+    store_offsets(&consumer, &args.partials_topic, &operator, &next_offsets);
+    if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+        tracing::debug!(%error, "final offset commit skipped");
+    }
+    if let Err(error) = producer.flush(Duration::from_secs(30)) {
+        tracing::warn!(%error, "producer flush at shutdown failed");
+    }
+    tracing::info!(open_windows = operator.open_windows(), "merger stopped");
+    result
+}
+
+/// Stores, per partition of the partials topic, the lowest offset of a partial still kept:
+/// a restarted merger re-reads every partial of an open window.
+fn store_offsets(
+    consumer: &StageConsumer,
+    topic: &str,
+    operator: &MergeOperator,
+    next_offsets: &FxHashMap<i32, i64>,
+) {
+    let mut positions = TopicPartitionList::new();
+    for (&partition, &next) in next_offsets {
+        let offset = operator.commit_position(partition, next);
+        if let Err(error) = positions.add_partition_offset(topic, partition, Offset::Offset(offset))
+        {
+            tracing::warn!(%error, partition, "offset position rejected");
+        }
+    }
+    if positions.count() > 0 {
+        if let Err(error) = consumer.store_offsets(&positions) {
+            tracing::debug!(%error, "offsets not stored");
+        }
+    }
+}

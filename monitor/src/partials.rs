@@ -1,0 +1,691 @@
+//! Scale-out by consumer group. Worker monitors (`monitor run --partials-topic`) in one
+//! consumer group each own some partitions of the scored topic. Per partition they build the
+//! panes as a single monitor does, and publish
+//!
+//! - each pane's exact state for that partition (a *pane partial*: row count, present cells
+//!   per column, the value counts of every monitored column, the same per segment) once the
+//!   partition's watermark has passed the pane's end, and again when a late event changes it;
+//! - the partition's watermark and idleness (*progress*), after the partials it covers were
+//!   acknowledged.
+//!
+//! The merger (`monitor merge`) keeps the latest partial per (window spec, pane, partition),
+//! closes a window when the lowest watermark over all partitions of the scored topic passes
+//! its end, adds up the partials of its panes (value counts add exactly) and evaluates the
+//! window as a single monitor would. A partial is a pure function of the partition's events,
+//! so a partial re-sent after a worker restart or a rebalance replaces an identical one and
+//! changes nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
+
+use rustc_hash::{FxHashMap, FxHasher};
+use serde::{Deserialize, Serialize};
+
+use crate::segments::Segmenter;
+use crate::window::{assemble_window, Pane, ReadyWindow, WindowSpec};
+
+/// A message on the partials topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "record", rename_all = "snake_case")]
+pub enum PartialRecord {
+    Pane(PanePartial),
+    Progress(PartitionProgress),
+}
+
+impl PartialRecord {
+    /// Every record of one scored partition gets the same key, hence one partition of the
+    /// partials topic: the merger reads a partition's progress after its partials.
+    pub fn message_key(&self) -> String {
+        let (monitor, partition) = match self {
+            PartialRecord::Pane(p) => (&p.monitor, p.partition),
+            PartialRecord::Progress(p) => (&p.monitor, p.partition),
+        };
+        format!("{monitor}/{partition}")
+    }
+}
+
+/// One pane's state from one partition of the scored topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PanePartial {
+    pub monitor: String,
+    pub size_us: i64,
+    pub step_us: i64,
+    pub pane_start_us: i64,
+    pub partition: i32,
+    pub pane: PaneState,
+}
+
+/// A pane's contents, with columns and segments by name (ids are local to a process).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PaneState {
+    pub rows: u64,
+    /// Latest Kafka timestamp of the pane's events (milliseconds).
+    pub max_published_ms: Option<i64>,
+    /// Data columns seen in the pane and how many of their cells were present, by name.
+    pub cells: Vec<(String, u64)>,
+    /// Value counts per monitored column, in the monitor's column order.
+    pub columns: Vec<CountsState>,
+    /// The pane's rows per segment of each drift dimension (sorted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<SegmentState>,
+}
+
+/// Exact value counts: each value as its IEEE-754 bits (JSON has no infinities), sorted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CountsState {
+    pub nulls: u64,
+    pub bits: Vec<u64>,
+    pub counts: Vec<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentState {
+    pub dimension: usize,
+    pub segment: String,
+    pub pane: PaneState,
+}
+
+/// A partition's watermark as its worker last computed it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartitionProgress {
+    pub monitor: String,
+    pub partition: i32,
+    /// `i64::MIN` before the partition delivered an event.
+    pub watermark_us: i64,
+    /// Caught up and silent for the idle timeout: it does not hold windows back.
+    pub idle: bool,
+    /// The worker instance that sent it (for people reading the topic).
+    pub instance: String,
+}
+
+impl PaneState {
+    /// A pane's state; `column_name` and `segment_name` turn the process's ids into names.
+    pub(crate) fn of(
+        pane: &Pane,
+        column_name: &dyn Fn(u32) -> String,
+        segment_name: &dyn Fn(usize, u32) -> String,
+    ) -> Self {
+        let mut cells: Vec<(String, u64)> = pane
+            .seen
+            .iter()
+            .zip(&pane.present)
+            .enumerate()
+            .filter(|(_, (seen, _))| **seen)
+            .map(|(id, (_, present))| (column_name(id as u32), *present))
+            .collect();
+        cells.sort_unstable();
+        let columns = pane
+            .columns
+            .iter()
+            .map(|accumulator| {
+                let counts = accumulator.counts();
+                let mut pairs: Vec<(u64, u64)> =
+                    counts.iter().map(|(v, c)| (v.to_bits(), c)).collect();
+                pairs.sort_unstable();
+                let (bits, counts_of) = pairs.into_iter().unzip();
+                CountsState {
+                    nulls: counts.nulls(),
+                    bits,
+                    counts: counts_of,
+                }
+            })
+            .collect();
+        let mut segments: Vec<SegmentState> = pane
+            .segments
+            .iter()
+            .map(|(&(dimension, id), sub)| SegmentState {
+                dimension,
+                segment: segment_name(dimension, id),
+                pane: PaneState::of(sub, column_name, segment_name),
+            })
+            .collect();
+        segments.sort_unstable_by(|a, b| (a.dimension, &a.segment).cmp(&(b.dimension, &b.segment)));
+        Self {
+            rows: pane.rows,
+            max_published_ms: Some(pane.max_published_ms).filter(|ms| *ms != i64::MIN),
+            cells,
+            columns,
+            segments,
+        }
+    }
+
+    /// The pane back, with the merger's ids for columns and segments.
+    fn to_pane(
+        &self,
+        columns: usize,
+        column_id: &mut dyn FnMut(&str) -> u32,
+        segmenters: &mut [Segmenter],
+    ) -> Pane {
+        let mut pane = Pane::new(columns);
+        pane.rows = self.rows;
+        pane.max_published_ms = self.max_published_ms.unwrap_or(i64::MIN);
+        for (name, present) in &self.cells {
+            pane.add_column_cells(column_id(name), *present);
+        }
+        for (accumulator, state) in pane.columns.iter_mut().zip(&self.columns) {
+            let counts = accumulator.counts_mut();
+            counts.add_nulls(state.nulls);
+            for (bits, count) in state.bits.iter().zip(&state.counts) {
+                counts.add_count(f64::from_bits(*bits), *count);
+            }
+        }
+        for segment in &self.segments {
+            let Some(segmenter) = segmenters.get_mut(segment.dimension) else {
+                continue;
+            };
+            let id = segmenter.intern(segment.segment.clone());
+            let sub = segment.pane.to_pane(columns, column_id, segmenters);
+            pane.segments.insert((segment.dimension, id), sub);
+        }
+        pane
+    }
+}
+
+/// What the merger did with a pane partial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// New or changed: the windows holding the pane are (re-)reported.
+    Changed,
+    /// The same state as the one kept (a worker restarted or a partition moved).
+    Unchanged,
+    /// Every window holding the pane is past its update horizon.
+    Late,
+    /// A window spec this merger does not compute, or another monitor's partial.
+    Foreign,
+}
+
+struct StoredPartial {
+    pane: Pane,
+    digest: u64,
+    /// Where it is in the partials topic: (partition, offset).
+    position: (i32, i64),
+}
+
+struct MergeSpec {
+    spec: WindowSpec,
+    /// pane index → scored partition → its latest partial.
+    panes: BTreeMap<i64, BTreeMap<i32, StoredPartial>>,
+    pending: BTreeSet<i64>,
+    revisions: BTreeMap<i64, u32>,
+}
+
+/// The merger's state: the latest partial per pane and partition, and each partition's
+/// progress.
+pub struct MergeOperator {
+    monitor: String,
+    specs: Vec<MergeSpec>,
+    columns: usize,
+    horizon_us: i64,
+    progress: BTreeMap<i32, (i64, bool)>,
+    /// Partitions of the scored topic: windows wait until each has reported.
+    partitions: usize,
+    current: i64,
+    column_ids: FxHashMap<String, u32>,
+}
+
+impl MergeOperator {
+    pub fn new(monitor: &str, specs: &[WindowSpec], columns: usize, horizon_us: i64) -> Self {
+        Self {
+            monitor: monitor.to_owned(),
+            specs: specs
+                .iter()
+                .map(|spec| MergeSpec {
+                    spec: *spec,
+                    panes: BTreeMap::new(),
+                    pending: BTreeSet::new(),
+                    revisions: BTreeMap::new(),
+                })
+                .collect(),
+            columns,
+            horizon_us,
+            progress: BTreeMap::new(),
+            partitions: 0,
+            current: i64::MIN,
+            column_ids: FxHashMap::default(),
+        }
+    }
+
+    /// The scored topic's partition count (from the broker's metadata).
+    pub fn set_partitions(&mut self, partitions: usize) {
+        self.partitions = partitions;
+    }
+
+    /// Scored partitions that have reported progress.
+    pub fn reported_partitions(&self) -> usize {
+        self.progress.len()
+    }
+
+    /// Keeps a pane partial read at `position` of the partials topic; `payload` is its
+    /// message (equal payloads are equal states).
+    pub fn apply_pane(
+        &mut self,
+        partial: &PanePartial,
+        payload: &[u8],
+        position: (i32, i64),
+        segmenters: &mut [Segmenter],
+    ) -> Applied {
+        let horizon = self.horizon_us;
+        let watermark = self.current;
+        let Some(state) = self
+            .specs
+            .iter_mut()
+            .find(|s| s.spec.size_us == partial.size_us && s.spec.step_us == partial.step_us)
+        else {
+            return Applied::Foreign;
+        };
+        if partial.monitor != self.monitor {
+            return Applied::Foreign;
+        }
+        let spec = state.spec;
+        let open =
+            |start: i64| start.saturating_add(spec.size_us).saturating_add(horizon) > watermark;
+        let pane_index = spec.pane_of(partial.pane_start_us);
+        let windows: Vec<i64> = spec
+            .windows_of_pane(pane_index)
+            .filter(|s| open(*s))
+            .collect();
+        if windows.is_empty() {
+            return Applied::Late;
+        }
+        let digest = {
+            let mut hasher = FxHasher::default();
+            payload.hash(&mut hasher);
+            hasher.finish()
+        };
+        let by_partition = state.panes.entry(pane_index).or_default();
+        if let Some(kept) = by_partition.get_mut(&partial.partition) {
+            if kept.digest == digest {
+                // The re-sent copy is the one to keep: the older may be compacted away.
+                kept.position = position;
+                return Applied::Unchanged;
+            }
+        }
+        let column_ids = &mut self.column_ids;
+        let mut column_id = |name: &str| -> u32 {
+            let next = column_ids.len() as u32;
+            *column_ids.entry(name.to_owned()).or_insert(next)
+        };
+        let pane = partial
+            .pane
+            .to_pane(self.columns, &mut column_id, segmenters);
+        by_partition.insert(
+            partial.partition,
+            StoredPartial {
+                pane,
+                digest,
+                position,
+            },
+        );
+        state.pending.extend(windows);
+        Applied::Changed
+    }
+
+    pub fn apply_progress(&mut self, progress: &PartitionProgress) {
+        if progress.monitor != self.monitor {
+            return;
+        }
+        let entry = self
+            .progress
+            .entry(progress.partition)
+            .or_insert((i64::MIN, false));
+        // A partition's watermark never moves back (a restarted worker starts low again).
+        entry.0 = entry.0.max(progress.watermark_us);
+        entry.1 = progress.idle;
+    }
+
+    /// The merged watermark, and whether every partition is idle (then open windows are
+    /// reported early, as a single monitor does). It waits until every partition of the
+    /// scored topic has reported.
+    pub fn advance(&mut self) -> (i64, bool) {
+        if self.partitions == 0 || self.progress.len() < self.partitions {
+            return (self.current, false);
+        }
+        let active = self
+            .progress
+            .values()
+            .filter(|(_, idle)| !idle)
+            .map(|(watermark, _)| *watermark)
+            .min();
+        match active {
+            Some(watermark) => {
+                self.current = self.current.max(watermark);
+                (self.current, false)
+            }
+            None => (self.current, true),
+        }
+    }
+
+    /// Windows whose end the watermark passed (every pending one when `flush`), merged
+    /// over their panes and partitions.
+    pub fn take_ready(&mut self, watermark: i64, flush: bool) -> Vec<ReadyWindow> {
+        let mut ready = Vec::new();
+        for state in &mut self.specs {
+            let spec = state.spec;
+            let starts: Vec<i64> = state
+                .pending
+                .iter()
+                .copied()
+                .filter(|start| flush || start.saturating_add(spec.size_us) <= watermark)
+                .collect();
+            for start in starts {
+                state.pending.remove(&start);
+                let first = spec.pane_of(start);
+                let panes: Vec<&Pane> = state
+                    .panes
+                    .range(first..first + spec.size_us / spec.step_us)
+                    .flat_map(|(_, partitions)| partitions.values().map(|p| &p.pane))
+                    .collect();
+                let revision = state.revisions.get(&start).copied().unwrap_or(0) + 1;
+                if let Some(window) = assemble_window(spec, start, revision, &panes, self.columns) {
+                    state.revisions.insert(start, revision);
+                    ready.push(window);
+                }
+            }
+        }
+        ready
+    }
+
+    /// Drops panes no window can take any more.
+    pub fn evict(&mut self, watermark: i64) {
+        let horizon = self.horizon_us;
+        for state in &mut self.specs {
+            let spec = state.spec;
+            let closed = |start: i64| {
+                start.saturating_add(spec.size_us).saturating_add(horizon) <= watermark
+            };
+            state.panes.retain(|pane, _| !closed(pane * spec.step_us));
+            state.revisions.retain(|start, _| !closed(*start));
+        }
+    }
+
+    /// The offset to commit in a partition of the partials topic: the lowest one of a kept
+    /// partial, or `next`.
+    pub fn commit_position(&self, partition: i32, next: i64) -> i64 {
+        self.specs
+            .iter()
+            .flat_map(|s| s.panes.values())
+            .flat_map(|partitions| partitions.values())
+            .filter(|p| p.position.0 == partition)
+            .map(|p| p.position.1)
+            .min()
+            .map_or(next, |lowest| lowest.min(next))
+    }
+
+    /// Windows waiting to be reported.
+    pub fn open_windows(&self) -> usize {
+        self.specs.iter().map(|s| s.pending.len()).sum()
+    }
+
+    /// Pane partials kept.
+    pub fn partials(&self) -> usize {
+        self.specs
+            .iter()
+            .flat_map(|s| s.panes.values())
+            .map(BTreeMap::len)
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::DecodedEvent;
+    use crate::evaluate::WindowData;
+    use crate::window::{MicroBatch, WindowOperator};
+
+    const HOUR: i64 = 3_600_000_000;
+    const PARTITIONS: i32 = 3;
+
+    /// (partition, offset, event) in arrival order, with one segment id per event.
+    fn events() -> Vec<(i32, i64, DecodedEvent, u32)> {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut offsets = [0i64; PARTITIONS as usize];
+        (0..2_000)
+            .map(|i| {
+                let partition = (next() % PARTITIONS as u64) as i32;
+                let offset = offsets[partition as usize];
+                offsets[partition as usize] += 1;
+                let value = match next() % 10 {
+                    0 => None,
+                    1 => Some(f64::INFINITY),
+                    2 => Some(-0.0),
+                    k => Some((k * (next() % 7)) as f64 / 4.0),
+                };
+                let time = i * 9 * HOUR / 100 + (next() % 1_000) as i64;
+                let event = DecodedEvent {
+                    event_time_us: time,
+                    trip_id: None,
+                    values: vec![value, Some((next() % 3) as f64)],
+                    cells: vec![
+                        (0, value.is_none()),
+                        if next() % 3 == 0 { (7, true) } else { (1, false) },
+                    ],
+                };
+                (partition, offset, event, (next() % 4) as u32)
+            })
+            .collect()
+    }
+
+    fn specs() -> Vec<WindowSpec> {
+        ["1h", "3h/1h", "1d"]
+            .iter()
+            .map(|s| WindowSpec::parse(s).unwrap())
+            .collect()
+    }
+
+    /// A window's contents in comparable form, segments by name.
+    fn summary(window: &ReadyWindow, segment_name: &dyn Fn(u32) -> String) -> String {
+        let data = |d: &WindowData| {
+            let columns: Vec<_> = d
+                .columns
+                .iter()
+                .map(|c| {
+                    (
+                        c.values.values().to_vec(),
+                        c.values.counts().to_vec(),
+                        c.nulls,
+                    )
+                })
+                .collect();
+            format!(
+                "{} {} {} {columns:?}",
+                d.row_count, d.number_of_columns, d.number_of_missing_values
+            )
+        };
+        let mut segments: Vec<String> = window
+            .segments
+            .iter()
+            .map(|s| format!("{}={}", segment_name(s.segment), data(&s.data)))
+            .collect();
+        segments.sort();
+        format!(
+            "{:?} {} {:?} {} {segments:?}",
+            window.spec,
+            window.start_us,
+            window.last_published_ms,
+            data(&window.data)
+        )
+    }
+
+    #[test]
+    fn merged_partials_equal_a_single_instance() {
+        let events = events();
+        let names = |id: u32| format!("segment-{id}");
+
+        let mut single = WindowOperator::new(&specs(), 2, HOUR).with_segment_dimensions(1);
+        for chunk in events.chunks(97) {
+            let mut batch = MicroBatch::default();
+            for (partition, offset, event, segment) in chunk {
+                batch.push_segmented(event, &[*segment], *partition, *offset);
+                batch.set_published_ms(event.event_time_us / 1000);
+            }
+            single.ingest(&batch, i64::MIN);
+        }
+        let mut expected: Vec<String> = single
+            .take_ready(i64::MAX, true)
+            .iter()
+            .map(|w| summary(w, &names))
+            .collect();
+        expected.sort();
+
+        // Workers: one operator per partition, panes exported as they close, through JSON.
+        let mut merger = MergeOperator::new("m", &specs(), 2, HOUR);
+        merger.set_partitions(PARTITIONS as usize);
+        let mut segmenters = vec![Segmenter::by_value("dimension", 1)];
+        let mut offset = 0;
+        for partition in 0..PARTITIONS {
+            let mut worker = WindowOperator::new(&specs(), 2, HOUR)
+                .with_segment_dimensions(1)
+                .exporting_panes();
+            let mine: Vec<_> = events.iter().filter(|e| e.0 == partition).collect();
+            let mut watermark = i64::MIN;
+            for chunk in mine.chunks(41) {
+                let mut batch = MicroBatch::default();
+                for (partition, offset, event, segment) in chunk {
+                    batch.push_segmented(event, &[*segment], *partition, *offset);
+                    batch.set_published_ms(event.event_time_us / 1000);
+                    watermark = watermark.max(event.event_time_us - HOUR);
+                }
+                worker.ingest(&batch, i64::MIN);
+                let mut records = Vec::new();
+                worker.take_partials(watermark, false, |spec, start, pane| {
+                    records.push(PanePartial {
+                        monitor: "m".into(),
+                        size_us: spec.size_us,
+                        step_us: spec.step_us,
+                        pane_start_us: start,
+                        partition,
+                        pane: PaneState::of(pane, &|id| format!("column-{id}"), &|_, id| names(id)),
+                    });
+                });
+                for record in records {
+                    let payload = serde_json::to_vec(&PartialRecord::Pane(record)).unwrap();
+                    let PartialRecord::Pane(decoded) = serde_json::from_slice(&payload).unwrap()
+                    else {
+                        panic!("a pane record");
+                    };
+                    merger.apply_pane(&decoded, &payload, (0, offset), &mut segmenters);
+                    offset += 1;
+                }
+            }
+            // Idle at the end: every changed pane goes out.
+            worker.take_partials(watermark, true, |spec, start, pane| {
+                let partial = PanePartial {
+                    monitor: "m".into(),
+                    size_us: spec.size_us,
+                    step_us: spec.step_us,
+                    pane_start_us: start,
+                    partition,
+                    pane: PaneState::of(pane, &|id| format!("column-{id}"), &|_, id| names(id)),
+                };
+                let payload = serde_json::to_vec(&partial).unwrap();
+                merger.apply_pane(&partial, &payload, (0, offset), &mut segmenters);
+                offset += 1;
+            });
+            assert_eq!(
+                merger.advance(),
+                (i64::MIN, false),
+                "waits for every partition"
+            );
+            merger.apply_progress(&PartitionProgress {
+                monitor: "m".into(),
+                partition,
+                watermark_us: watermark,
+                idle: true,
+                instance: "test".into(),
+            });
+        }
+        let (watermark, flush) = merger.advance();
+        assert!(flush);
+        let mut merged: Vec<String> = merger
+            .take_ready(watermark, flush)
+            .iter()
+            .map(|w| summary(w, &|id| segmenters[0].name_of(id).to_owned()))
+            .collect();
+        merged.sort();
+        assert!(expected.len() > 100, "{} windows", expected.len());
+        assert_eq!(merged, expected);
+    }
+
+    #[test]
+    fn a_resent_partial_changes_nothing_and_late_ones_are_refused() {
+        let spec = WindowSpec::parse("1h").unwrap();
+        let mut merger = MergeOperator::new("m", &[spec], 1, HOUR);
+        merger.set_partitions(1);
+        let mut segmenters = Vec::new();
+        let partial = PanePartial {
+            monitor: "m".into(),
+            size_us: HOUR,
+            step_us: HOUR,
+            pane_start_us: 0,
+            partition: 0,
+            pane: PaneState {
+                rows: 2,
+                max_published_ms: None,
+                cells: vec![("fare".into(), 2)],
+                columns: vec![CountsState {
+                    nulls: 0,
+                    bits: vec![1.5f64.to_bits()],
+                    counts: vec![2],
+                }],
+                segments: Vec::new(),
+            },
+        };
+        let payload = serde_json::to_vec(&partial).unwrap();
+        assert_eq!(
+            merger.apply_pane(&partial, &payload, (0, 0), &mut segmenters),
+            Applied::Changed
+        );
+        let progress = |watermark_us| PartitionProgress {
+            monitor: "m".into(),
+            partition: 0,
+            watermark_us,
+            idle: false,
+            instance: "w".into(),
+        };
+        merger.apply_progress(&progress(HOUR));
+        let (watermark, _) = merger.advance();
+        let windows = merger.take_ready(watermark, false);
+        assert_eq!(windows.len(), 1);
+        assert_eq!(windows[0].revision, 1);
+        // A worker restarted: the same state again, later in the topic.
+        assert_eq!(
+            merger.apply_pane(&partial, &payload, (0, 5), &mut segmenters),
+            Applied::Unchanged
+        );
+        assert!(merger.take_ready(watermark, false).is_empty());
+        assert_eq!(merger.commit_position(0, 9), 5);
+        // A restarted worker's watermark starts low: the merged one does not move back.
+        merger.apply_progress(&progress(i64::MIN));
+        assert_eq!(merger.advance().0, HOUR);
+        // Past the update horizon the pane is gone and a changed partial is refused.
+        merger.apply_progress(&progress(3 * HOUR));
+        let (watermark, _) = merger.advance();
+        merger.evict(watermark);
+        assert_eq!(merger.partials(), 0);
+        let mut changed = partial.clone();
+        changed.pane.rows = 3;
+        assert_eq!(
+            merger.apply_pane(
+                &changed,
+                &serde_json::to_vec(&changed).unwrap(),
+                (0, 6),
+                &mut segmenters
+            ),
+            Applied::Late
+        );
+        // Another monitor's partials are not ours.
+        let mut other = partial;
+        other.monitor = "other".into();
+        assert_eq!(
+            merger.apply_pane(&other, b"x", (0, 7), &mut segmenters),
+            Applied::Foreign
+        );
+    }
+}
