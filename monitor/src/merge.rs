@@ -122,6 +122,16 @@ pub async fn run(args: MergeArgs, shutdown: CancellationToken) -> Result<()> {
                         (partition, offset),
                         &mut segments.segmenters,
                     );
+                    if applied == Applied::Incomplete {
+                        tracing::warn!(
+                            partition = partial.partition,
+                            pane_start_us = partial.pane_start_us,
+                            first_offset = partial.first_offset,
+                            "pane partial rebuilt from fewer events than the one kept; kept the complete one"
+                        );
+                        metrics::counter!("streamwatch_monitor_incomplete_partials_total")
+                            .increment(1);
+                    }
                     if applied == Applied::Late {
                         tracing::warn!(
                             partition = partial.partition,

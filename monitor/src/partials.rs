@@ -52,6 +52,11 @@ pub struct PanePartial {
     pub step_us: i64,
     pub pane_start_us: i64,
     pub partition: i32,
+    /// Offset of the pane's first event in the partition: a worker that rebuilt a pane from
+    /// part of its events (restarted after events older than its offsets arrived) sends a
+    /// higher one, and the merger keeps the complete state.
+    #[serde(default)]
+    pub first_offset: Option<i64>,
     pub pane: PaneState,
 }
 
@@ -188,6 +193,9 @@ pub enum Applied {
     Changed,
     /// The same state as the one kept (a worker restarted or a partition moved).
     Unchanged,
+    /// Built from fewer of the partition's events than the state kept (its first offset is
+    /// later): refused.
+    Incomplete,
     /// Every window holding the pane is past its update horizon.
     Late,
     /// A window spec this merger does not compute, or another monitor's partial.
@@ -197,6 +205,7 @@ pub enum Applied {
 struct StoredPartial {
     pane: Pane,
     digest: u64,
+    first_offset: Option<i64>,
     /// Where it is in the partials topic: (partition, offset).
     position: (i32, i64),
 }
@@ -265,7 +274,14 @@ impl MergeOperator {
         segmenters: &mut [Segmenter],
     ) -> Applied {
         let horizon = self.horizon_us;
-        let watermark = self.current;
+        // The partition's own progress counts too: a worker restarted from committed offsets
+        // starts with a low watermark and would rebuild panes it had evicted from the events
+        // after those offsets alone; they are past the horizon of the partition's windows.
+        let own = self
+            .progress
+            .get(&partial.partition)
+            .map_or(i64::MIN, |(watermark, _)| *watermark);
+        let watermark = self.current.max(own);
         let Some(state) = self
             .specs
             .iter_mut()
@@ -299,6 +315,11 @@ impl MergeOperator {
                 kept.position = position;
                 return Applied::Unchanged;
             }
+            if let (Some(kept_first), Some(first)) = (kept.first_offset, partial.first_offset) {
+                if first > kept_first {
+                    return Applied::Incomplete;
+                }
+            }
         }
         let column_ids = &mut self.column_ids;
         let mut column_id = |name: &str| -> u32 {
@@ -313,6 +334,7 @@ impl MergeOperator {
             StoredPartial {
                 pane,
                 digest,
+                first_offset: partial.first_offset,
                 position,
             },
         );
@@ -464,7 +486,11 @@ mod tests {
                     values: vec![value, Some((next() % 3) as f64)],
                     cells: vec![
                         (0, value.is_none()),
-                        if next() % 3 == 0 { (7, true) } else { (1, false) },
+                        if next() % 3 == 0 {
+                            (7, true)
+                        } else {
+                            (1, false)
+                        },
                     ],
                 };
                 (partition, offset, event, (next() % 4) as u32)
@@ -561,6 +587,7 @@ mod tests {
                         step_us: spec.step_us,
                         pane_start_us: start,
                         partition,
+                        first_offset: pane.first_offset(partition),
                         pane: PaneState::of(pane, &|id| format!("column-{id}"), &|_, id| names(id)),
                     });
                 });
@@ -582,6 +609,7 @@ mod tests {
                     step_us: spec.step_us,
                     pane_start_us: start,
                     partition,
+                    first_offset: pane.first_offset(partition),
                     pane: PaneState::of(pane, &|id| format!("column-{id}"), &|_, id| names(id)),
                 };
                 let payload = serde_json::to_vec(&partial).unwrap();
@@ -625,6 +653,7 @@ mod tests {
             step_us: HOUR,
             pane_start_us: 0,
             partition: 0,
+            first_offset: Some(10),
             pane: PaneState {
                 rows: 2,
                 max_published_ms: None,
@@ -661,6 +690,19 @@ mod tests {
         );
         assert!(merger.take_ready(watermark, false).is_empty());
         assert_eq!(merger.commit_position(0, 9), 5);
+        // Rebuilt from later events only: the complete state stays.
+        let mut partly = partial.clone();
+        partly.first_offset = Some(11);
+        partly.pane.rows = 1;
+        assert_eq!(
+            merger.apply_pane(
+                &partly,
+                &serde_json::to_vec(&partly).unwrap(),
+                (0, 6),
+                &mut segmenters
+            ),
+            Applied::Incomplete
+        );
         // A restarted worker's watermark starts low: the merged one does not move back.
         merger.apply_progress(&progress(i64::MIN));
         assert_eq!(merger.advance().0, HOUR);
@@ -676,6 +718,22 @@ mod tests {
                 &changed,
                 &serde_json::to_vec(&changed).unwrap(),
                 (0, 6),
+                &mut segmenters
+            ),
+            Applied::Late
+        );
+        // A pane of a partition whose own watermark passed its windows' horizon is refused
+        // even while another partition holds the merged watermark back: a restarted worker
+        // rebuilding an evicted pane from part of its events.
+        let mut merger = MergeOperator::new("m", &[spec], 1, HOUR);
+        merger.set_partitions(2);
+        merger.apply_progress(&progress(5 * HOUR));
+        assert_eq!(merger.advance().0, i64::MIN);
+        assert_eq!(
+            merger.apply_pane(
+                &changed,
+                &serde_json::to_vec(&changed).unwrap(),
+                (0, 8),
                 &mut segmenters
             ),
             Applied::Late

@@ -720,6 +720,7 @@ async fn export_partials(
                     step_us: spec.step_us,
                     pane_start_us,
                     partition,
+                    first_offset: pane.first_offset(partition),
                     pane: PaneState::of(pane, &column_name, &segment_name),
                 }));
             });

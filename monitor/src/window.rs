@@ -224,6 +224,11 @@ impl Pane {
         }
     }
 
+    /// The lowest offset of the pane's events from `partition`.
+    pub(crate) fn first_offset(&self, partition: i32) -> Option<i64> {
+        self.first_offsets.get(&partition).copied()
+    }
+
     /// Marks a data column seen, with `present` more cells that were not missing.
     pub(crate) fn add_column_cells(&mut self, id: u32, present: u64) {
         let id = id as usize;

@@ -80,6 +80,12 @@ fn chain(error: &dyn std::error::Error) -> String {
 }
 
 impl Error {
+    /// True when the database could not be reached or gave no connection: a sink starting
+    /// while PostgreSQL is down waits for it instead of exiting.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Unreachable { .. } | Error::PoolTimeout { .. })
+    }
+
     /// True when the database refused the data itself (SQLSTATE class 22, data exception, or 23,
     /// integrity constraint violation): retrying the same row cannot succeed, so it is dead-lettered.
     /// Every other failure (connection lost, server restarting, deadlock...) is worth retrying.

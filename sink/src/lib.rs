@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::{Error, Result};
 
-use crate::config::{DatabaseArgs, RunArgs};
+use crate::config::{Backoff, DatabaseArgs, RunArgs};
 use crate::migrations::MigrationReport;
 use crate::service::MetricStore;
 use crate::sink::{Health, LoopSettings, LoopStats, MetricSink, STAGE};
@@ -39,8 +39,9 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<LoopStats
     let health = Health::new(readiness);
 
     let store = MetricStore::from_args(&args.database)?;
-    store.ping().await?;
-    let report = migrations::apply(&store).await?;
+    let Some(report) = wait_for_database(&store, &args.backoff(), &shutdown).await? else {
+        return Ok(LoopStats::default());
+    };
     tracing::info!(database = store.target(), %report, "migrations checked");
     health.set_database(true);
 
@@ -79,6 +80,36 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<LoopStats
         "sink stopped"
     );
     Ok(stats)
+}
+
+/// Connects and applies the migrations, retrying with backoff while the database is
+/// unavailable (a sink restarted during an outage waits rather than exits); `None` when
+/// shutdown came first.
+async fn wait_for_database(
+    store: &MetricStore,
+    backoff: &Backoff,
+    shutdown: &CancellationToken,
+) -> Result<Option<MigrationReport>> {
+    let mut attempt = 0;
+    loop {
+        let result = match store.ping().await {
+            Ok(()) => migrations::apply(store).await,
+            Err(error) => Err(error),
+        };
+        match result {
+            Ok(report) => return Ok(Some(report)),
+            Err(error) if error.is_unavailable() => {
+                attempt += 1;
+                let delay = backoff.delay(attempt);
+                tracing::warn!(%error, attempt, retry_in_ms = delay.as_millis() as u64, "database unavailable at start; waiting");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(None),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
 }
 
 /// Keeps `/readyz` current: the database answers `SELECT 1`, the broker answers a metadata request.
