@@ -18,9 +18,10 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 # ---- run --------------------------------------------------------------------------------------
 FROM debian:bookworm-slim
-# curl for the compose healthchecks (/readyz on the admin port).
+# curl for the compose healthchecks (/readyz on the admin port); libssl3 for TLS (the builder
+# image, buildpack-deps, has its headers).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates curl \
+ && apt-get install -y --no-install-recommends ca-certificates curl libssl3 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /app streamwatch
 WORKDIR /app

@@ -9,6 +9,9 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
+step "C libraries the build links (OpenSSL)"
+bash scripts/build-deps.sh
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

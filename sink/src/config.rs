@@ -33,7 +33,8 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
     /// PostgreSQL connection URL or key=value string (`postgres://user@host:5432/streamwatch`).
-    /// Only plaintext connections: `sslmode=require` is refused.
+    /// `sslmode=require` connects over TLS (the server's certificate is checked only with
+    /// `--database-ca-file`), `prefer` tries TLS first, `disable` never uses it.
     #[arg(
         long,
         env = "DATABASE_URL",
@@ -45,6 +46,11 @@ pub struct DatabaseArgs {
     /// File holding the database password; overrides a password in the URL.
     #[arg(long, env = "DATABASE_PASSWORD_FILE")]
     pub database_password_file: Option<PathBuf>,
+
+    /// PEM file of the certificate authority that signed the server's certificate: with it,
+    /// TLS connections verify the server's certificate chain and host name.
+    #[arg(long, env = "DATABASE_CA_FILE")]
+    pub database_ca_file: Option<PathBuf>,
 
     /// Most database connections the sink opens.
     #[arg(long, env = "SINK_POOL_SIZE", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]

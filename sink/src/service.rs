@@ -2,11 +2,14 @@
 
 use std::collections::HashSet;
 use std::hash::Hash;
+use std::path::Path;
 use std::time::Duration;
 
 use deadpool_postgres::{
     Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, Transaction,
 };
+use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+use postgres_openssl::MakeTlsConnector;
 use streamwatch_common::events::{
     AlertEvent, ColumnDrift, FeatureContribution, HealthReport, LateEvents, MetricRow,
     MetricsRecord, PerformanceReport, PerformanceStats, SegmentDrift, WindowKey,
@@ -281,6 +284,39 @@ pub struct MetricStore {
     wait: Duration,
 }
 
+/// The TLS connector for `sslmode` `prefer` and `require` (none for `disable`). Without a CA
+/// file the server's certificate is not checked, as libpq's `require`; with one, its chain and
+/// host name are.
+fn tls_connector(
+    target: &str,
+    mode: SslMode,
+    ca_file: Option<&Path>,
+) -> Result<Option<MakeTlsConnector>> {
+    if mode == SslMode::Disable {
+        return Ok(None);
+    }
+    let problem = |what: &str, e: &dyn std::fmt::Display| Error::DatabaseSettings {
+        target: target.to_owned(),
+        problem: format!("{what}: {e}"),
+    };
+    let mut builder = SslConnector::builder(SslMethod::tls_client())
+        .map_err(|e| problem("TLS setup failed", &e))?;
+    match ca_file {
+        Some(path) => builder
+            .set_ca_file(path)
+            .map_err(|e| problem(&format!("CA file {} unusable", path.display()), &e))?,
+        None => builder.set_verify(SslVerifyMode::NONE),
+    }
+    let mut connector = MakeTlsConnector::new(builder.build());
+    if ca_file.is_none() {
+        connector.set_callback(|config, _| {
+            config.set_verify_hostname(false);
+            Ok(())
+        });
+    }
+    Ok(Some(connector))
+}
+
 impl MetricStore {
     /// Builds the pool from the command-line settings; no connection is opened yet.
     pub fn from_args(args: &DatabaseArgs) -> Result<Self> {
@@ -298,21 +334,25 @@ impl MetricStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(args.connect_timeout));
         }
-        Self::from_config(config, usize::from(args.pool_size))
+        Self::build(
+            config,
+            usize::from(args.pool_size),
+            args.database_ca_file.as_deref(),
+        )
     }
 
-    /// Builds the pool for an already parsed configuration.
-    pub fn from_config(mut config: tokio_postgres::Config, pool_size: usize) -> Result<Self> {
+    /// Builds the pool for an already parsed configuration (no CA file).
+    pub fn from_config(config: tokio_postgres::Config, pool_size: usize) -> Result<Self> {
+        Self::build(config, pool_size, None)
+    }
+
+    fn build(
+        mut config: tokio_postgres::Config,
+        pool_size: usize,
+        ca_file: Option<&Path>,
+    ) -> Result<Self> {
         let target = describe(&config);
-        // TLS would need a TLS connector crate; refuse rather than silently connect in plaintext.
-        if config.get_ssl_mode() == SslMode::Require {
-            return Err(Error::DatabaseSettings {
-                target,
-                problem: "asks for sslmode=require, but the sink connects without TLS; use \
-                          sslmode=disable or prefer (or a TLS-terminating proxy)"
-                    .into(),
-            });
-        }
+        let tls = tls_connector(&target, config.get_ssl_mode(), ca_file)?;
         if config.get_application_name().is_none() {
             config.application_name("streamwatch-sink");
         }
@@ -320,13 +360,13 @@ impl MetricStore {
             .get_connect_timeout()
             .copied()
             .unwrap_or(Duration::from_secs(5));
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let settings = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match tls {
+            Some(tls) => Manager::from_config(config, tls, settings),
+            None => Manager::from_config(config, NoTls, settings),
+        };
         // A connection attempt may take `connect`; waiting for a pooled one twice that.
         let wait = connect * 2;
         let pool = Pool::builder(manager)
@@ -1190,15 +1230,16 @@ mod tests {
     }
 
     #[test]
-    fn tls_required_is_refused_with_a_clear_message() {
+    fn an_unusable_ca_file_is_named_without_the_password() {
         let config: tokio_postgres::Config = "postgres://u:pw@db/streamwatch?sslmode=require"
             .parse()
             .unwrap();
-        let error = MetricStore::from_config(config, 1)
+        let missing = Path::new("/nonexistent/ca.pem");
+        let error = MetricStore::build(config, 1, Some(missing))
             .err()
             .unwrap()
             .to_string();
-        assert!(error.contains("sslmode=require"), "{error}");
+        assert!(error.contains("/nonexistent/ca.pem"), "{error}");
         assert!(!error.contains("pw"), "{error}");
     }
 
