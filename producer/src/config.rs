@@ -110,6 +110,33 @@ pub struct ReplayArgs {
     )]
     pub truth_field: String,
 
+    /// Resume an interrupted replay after the events already in its topics (on by default;
+    /// --no-resume, --resume=false or PRODUCER_RESUME=false send the whole range again).
+    ///
+    /// Before sending, the replay reads the topic (and the completions topic) from the beginning
+    /// of every partition to its end, finds this replay's events already there (by trip id,
+    /// `<file stem>:<row>`, the row mapped back to its place in the event-time order) and starts
+    /// at the first event of the replay order, trips and completions merged, that is missing. A
+    /// replay restarted after a crash then sends what is missing plus the few events that were
+    /// in flight on other partitions (duplicates, which the monitor drops by trip id); a finished
+    /// replay run again sends nothing. Pacing (--speed) starts at the resumed event time. The
+    /// topics must still hold the earlier run's messages (retention).
+    #[arg(
+        long,
+        env = "PRODUCER_RESUME",
+        default_value_t = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        overrides_with = "no_resume"
+    )]
+    pub resume: bool,
+
+    /// Do not resume: send every event of the range, also those already in the topic.
+    #[arg(long, overrides_with = "resume")]
+    pub no_resume: bool,
+
     #[command(flatten)]
     pub kafka: KafkaArgs,
 
@@ -121,6 +148,11 @@ impl ReplayArgs {
     /// The completions topic, when completions are on (an empty name turns them off).
     pub fn completions_topic(&self) -> Option<&str> {
         self.completions_topic.as_deref().filter(|t| !t.is_empty())
+    }
+
+    /// Whether the replay resumes after the events already published.
+    pub fn resumes(&self) -> bool {
+        self.resume && !self.no_resume
     }
 }
 
@@ -366,6 +398,28 @@ mod tests {
             let error = replay(&["--truth-field", bad]).unwrap_err().to_string();
             assert!(error.contains("truth field"), "{bad:?}: {error}");
         }
+    }
+
+    #[test]
+    fn replays_resume_unless_told_not_to() {
+        assert!(replay(&[]).unwrap().resumes());
+        assert!(replay(&["--resume"]).unwrap().resumes());
+        assert!(replay(&["--resume=true"]).unwrap().resumes());
+        assert!(!replay(&["--resume=false"]).unwrap().resumes());
+        assert!(!replay(&["--no-resume"]).unwrap().resumes());
+        // The last flag wins.
+        assert!(replay(&["--no-resume", "--resume"]).unwrap().resumes());
+        assert!(!replay(&["--resume", "--no-resume"]).unwrap().resumes());
+        assert!(replay(&["--resume=maybe"]).is_err());
+        let help = Cli::command()
+            .find_subcommand_mut("replay")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(
+            help.contains("--no-resume") && help.contains("PRODUCER_RESUME"),
+            "{help}"
+        );
     }
 
     fn live(args: &[&str]) -> LiveArgs {

@@ -94,6 +94,26 @@ pub enum Error {
         failed: u64,
         sent: u64,
     },
+    #[error(
+        "could not read topic {topic} to find where the replay resumes (--no-resume replays \
+         the whole range): {source}"
+    )]
+    Resume {
+        topic: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    #[error(
+        "reading topic {topic} to find where the replay resumes stalled: nothing for \
+         {seconds} s, {partitions_at_end} of {partitions} partitions read to their end \
+         (--no-resume replays the whole range)"
+    )]
+    ResumeStalled {
+        topic: String,
+        seconds: u64,
+        partitions_at_end: usize,
+        partitions: usize,
+    },
     #[error("a background task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
     #[error(transparent)]

@@ -2,13 +2,15 @@
 //! trip events.
 //!
 //! `source` turns inputs into events without touching Kafka; `publish` sends them, paces a
-//! replay by event time and reports what was delivered; `ingest` runs live mode, where every
-//! source feeds one validation and publishing loop.
+//! replay by event time and reports what was delivered; `resume` finds where an interrupted
+//! replay left off; `ingest` runs live mode, where every source feeds one validation and
+//! publishing loop.
 
 pub mod config;
 pub mod error;
 pub mod ingest;
 pub mod publish;
+pub mod resume;
 pub mod source;
 
 pub use error::{Error, Result};

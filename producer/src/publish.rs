@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ReplayArgs;
 use crate::error::{Error, Result};
+use crate::resume::{self, ResumePoint};
 use crate::source::parquet::{CompletionOptions, ReplayOptions, TripEvents};
 use crate::source::schedule::{Item, Schedule, Scheduled};
 
@@ -265,6 +266,10 @@ impl Pacer {
 /// The completion events of a replay.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CompletionCounts {
+    /// Completions of the replayed trips (one per trip with a completion time).
+    pub total: u64,
+    /// Completions found already published and not sent again (resume).
+    pub already_published: u64,
     pub deliveries: Deliveries,
     /// Replayed trips without a completion time, which got no completion event.
     pub no_completion_time: u64,
@@ -273,9 +278,12 @@ pub struct CompletionCounts {
 /// What a run skipped, by mode.
 #[derive(Debug, Clone, Copy)]
 pub enum Skipped {
-    /// Rows without an event time, and rows outside `[from, to)`; with completions on, what
-    /// became of them.
+    /// The trips of the replay (in range, within the limit), those found already published
+    /// (resume), rows without an event time, and rows outside `[from, to)`; with completions
+    /// on, what became of them.
     Replay {
+        events: u64,
+        already_published: u64,
         null_event_time: u64,
         outside_range: u64,
         completions: Option<CompletionCounts>,
@@ -310,21 +318,30 @@ impl fmt::Display for Summary {
         } else {
             0.0
         };
+        // A replay's events are the trips of its range; a resumed one sends only part of them.
+        match self.skipped {
+            Skipped::Replay {
+                events,
+                already_published,
+                ..
+            } => write!(
+                f,
+                "replay events={events} already_published={already_published} sent={} ",
+                d.sent
+            )?,
+            Skipped::Live { .. } => write!(f, "live events={} ", d.sent)?,
+        }
         write!(
             f,
-            "{} events={} delivered={} failed={} seconds={:.3} events_per_second={:.0} ",
-            self.mode(),
-            d.sent,
-            d.delivered,
-            d.failed,
-            self.seconds,
-            rate
+            "delivered={} failed={} seconds={:.3} events_per_second={:.0} ",
+            d.delivered, d.failed, self.seconds, rate
         )?;
         match self.skipped {
             Skipped::Replay {
                 null_event_time,
                 outside_range,
                 completions,
+                ..
             } => {
                 write!(
                     f,
@@ -333,8 +350,10 @@ impl fmt::Display for Summary {
                 if let Some(c) = completions {
                     write!(
                         f,
-                        " completions={} completions_delivered={} completions_failed={} \
-                         no_completion_time={}",
+                        " completions={} completions_already_published={} completions_sent={} \
+                         completions_delivered={} completions_failed={} no_completion_time={}",
+                        c.total,
+                        c.already_published,
                         c.deliveries.sent,
                         c.deliveries.delivered,
                         c.deliveries.failed,
@@ -366,11 +385,22 @@ impl Summary {
             } => c,
             _ => CompletionCounts::default(),
         };
+        let (events, already_published) = match self.skipped {
+            Skipped::Replay {
+                events,
+                already_published,
+                ..
+            } => (events, already_published),
+            Skipped::Live { .. } => (self.deliveries.sent, 0),
+        };
         tracing::info!(
             mode = self.mode(),
+            events,
+            already_published,
             sent = self.deliveries.sent,
             delivered = self.deliveries.delivered,
             failed = self.deliveries.failed,
+            completions_already_published = completions.already_published,
             completions_sent = completions.deliveries.sent,
             completions_delivered = completions.deliveries.delivered,
             completions_failed = completions.deliveries.failed,
@@ -485,17 +515,43 @@ pub async fn replay(args: ReplayArgs, shutdown: CancellationToken) -> Result<()>
     }
 
     let producer = connect(&args.kafka).await?;
+    let resume = if args.resumes() {
+        resume::find(
+            &args.kafka,
+            &args.topic,
+            completions_topic,
+            &events,
+            &shutdown,
+        )
+        .await?
+    } else {
+        tracing::info!(
+            events = events.len(),
+            "resume off (--no-resume): replaying the whole range"
+        );
+        Some(ResumePoint::default())
+    };
+    // A signal while the topics were read: nothing was sent.
+    let interrupted_early = resume.is_none();
+    let resume = resume.unwrap_or_default();
     readiness.set(true);
     let mut publisher = Publisher::new(producer.clone(), args.topic.clone());
     let mut completions = completions_topic
         .map(|topic| Publisher::new(producer, topic).counting_as(COMPLETIONS_OUT_METRIC));
     let mut pacer = Pacer::new(args.speed, Duration::from_secs_f64(args.max_pause));
     let progress = progress_bar(events.len());
+    progress.set_position(resume.trips as u64);
     let publish_start = Instant::now();
     let (mut key, mut payload) = (String::new(), Vec::with_capacity(1024));
-    let mut interrupted = false;
+    let mut interrupted = interrupted_early;
     let mut outcome = Ok(());
-    for Scheduled { time, item } in Schedule::new(&events) {
+    // Whatever precedes the resume point is already published: skipped without pacing, so the
+    // first event sent is due at once and the pacing goes on from its event time.
+    let schedule = (!interrupted_early)
+        .then(|| Schedule::new(&events).skip(resume.items))
+        .into_iter()
+        .flatten();
+    for Scheduled { time, item } in schedule {
         if let Some(due) = pacer.due(time) {
             let due = publish_start + due;
             if due > Instant::now() {
@@ -538,6 +594,8 @@ pub async fn replay(args: ReplayArgs, shutdown: CancellationToken) -> Result<()>
     let deliveries = publisher.finish().await;
     let completions = match completions {
         Some(completions) => Some(CompletionCounts {
+            total: (events.len() as u64).saturating_sub(stats.no_completion_time),
+            already_published: resume.completions as u64,
             deliveries: completions.finish().await,
             no_completion_time: stats.no_completion_time,
         }),
@@ -548,6 +606,8 @@ pub async fn replay(args: ReplayArgs, shutdown: CancellationToken) -> Result<()>
         deliveries,
         seconds: started.elapsed().as_secs_f64(),
         skipped: Skipped::Replay {
+            events: events.len() as u64,
+            already_published: resume.trips as u64,
             null_event_time: stats.null_event_time,
             outside_range: stats.outside_range,
             completions,
@@ -631,6 +691,8 @@ mod tests {
             },
             seconds: 0.25,
             skipped: Skipped::Replay {
+                events: 500,
+                already_published: 0,
                 null_event_time: 1,
                 outside_range: 23,
                 completions: None,
@@ -639,14 +701,26 @@ mod tests {
         };
         assert_eq!(
             summary.to_string(),
-            "replay events=500 delivered=500 failed=0 seconds=0.250 events_per_second=2000 \
-             skipped_null_event_time=1 outside_range=23 interrupted=false"
+            "replay events=500 already_published=0 sent=500 delivered=500 failed=0 \
+             seconds=0.250 events_per_second=2000 skipped_null_event_time=1 outside_range=23 \
+             interrupted=false"
         );
+        // Resumed: the events of the range, those found published, those sent.
         let with_completions = Summary {
+            deliveries: Deliveries {
+                sent: 300,
+                delivered: 300,
+                failed: 0,
+                reported: 0,
+            },
             skipped: Skipped::Replay {
+                events: 520,
+                already_published: 220,
                 null_event_time: 1,
                 outside_range: 23,
                 completions: Some(CompletionCounts {
+                    total: 518,
+                    already_published: 20,
                     deliveries: Deliveries {
                         sent: 498,
                         delivered: 497,
@@ -660,8 +734,9 @@ mod tests {
         };
         assert_eq!(
             with_completions.to_string(),
-            "replay events=500 delivered=500 failed=0 seconds=0.250 events_per_second=2000 \
-             skipped_null_event_time=1 outside_range=23 completions=498 \
+            "replay events=520 already_published=220 sent=300 delivered=300 failed=0 \
+             seconds=0.250 events_per_second=1200 skipped_null_event_time=1 outside_range=23 \
+             completions=518 completions_already_published=20 completions_sent=498 \
              completions_delivered=497 completions_failed=1 no_completion_time=2 \
              interrupted=false"
         );
@@ -678,8 +753,10 @@ mod tests {
             interrupted: true,
             ..summary
         };
-        assert!(live
-            .to_string()
-            .ends_with("events_per_second=2000 dead_lettered=2 interrupted=true"));
+        assert_eq!(
+            live.to_string(),
+            "live events=500 delivered=500 failed=0 seconds=0.250 events_per_second=2000 \
+             dead_lettered=2 interrupted=true"
+        );
     }
 }

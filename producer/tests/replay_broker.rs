@@ -45,7 +45,7 @@ async fn replays_february_in_event_time_order() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(
-        stdout.contains("replay events=500 delivered=500 failed=0"),
+        stdout.contains("replay events=500 already_published=0 sent=500 delivered=500 failed=0"),
         "{stdout}"
     );
 
@@ -152,12 +152,15 @@ async fn replays_completions_in_event_time_order() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(
-        stdout.contains(&format!("replay events={n} delivered={n} failed=0 ")),
+        stdout.contains(&format!(
+            "replay events={n} already_published=0 sent={n} delivered={n} failed=0 "
+        )),
         "{stdout}"
     );
     assert!(
         stdout.contains(&format!(
-            " completions={n} completions_delivered={n} completions_failed=0 no_completion_time=0 "
+            " completions={n} completions_already_published=0 completions_sent={n} \
+             completions_delivered={n} completions_failed=0 no_completion_time=0 "
         )),
         "{stdout}"
     );

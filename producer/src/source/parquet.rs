@@ -649,6 +649,17 @@ impl TripEvents {
         self.order[i].time
     }
 
+    /// The row of the file the `i`-th event comes from: the number in its trip id.
+    pub fn row_index(&self, i: usize) -> u64 {
+        self.order[i].index
+    }
+
+    /// What every trip id of this file starts with, as the message keys carry it: the file
+    /// stem and a colon (JSON-escaped, without quotes).
+    pub fn trip_id_prefix(&self) -> &str {
+        &self.id_prefix
+    }
+
     /// Whether completion events are built.
     pub fn has_completions(&self) -> bool {
         self.completions.is_some()
