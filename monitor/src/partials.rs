@@ -311,8 +311,8 @@ impl MergeOperator {
         let by_partition = state.panes.entry(pane_index).or_default();
         if let Some(kept) = by_partition.get_mut(&partial.partition) {
             if kept.digest == digest {
-                // The re-sent copy is the one to keep: the older may be compacted away.
-                kept.position = position;
+                // The first copy's position stays the commit point: a restarted merger re-reads
+                // it before the progress records that would make a later copy look late.
                 return Applied::Unchanged;
             }
             if let (Some(kept_first), Some(first)) = (kept.first_offset, partial.first_offset) {
@@ -689,7 +689,7 @@ mod tests {
             Applied::Unchanged
         );
         assert!(merger.take_ready(watermark, false).is_empty());
-        assert_eq!(merger.commit_position(0, 9), 5);
+        assert_eq!(merger.commit_position(0, 9), 0);
         // Rebuilt from later events only: the complete state stays.
         let mut partly = partial.clone();
         partly.first_offset = Some(11);
