@@ -73,23 +73,23 @@ pub async fn run(args: MergeArgs, shutdown: CancellationToken) -> Result<()> {
     let mut stopping = false;
     let mut result = Ok(());
     while !stopping {
-        if partitions == 0 || operator.reported_partitions() < partitions {
-            if partitions_read.is_none_or(|at| at.elapsed() >= PARTITIONS_REFRESH) {
-                partitions_read = Some(Instant::now());
-                let kafka = args.kafka.clone();
-                let topic = args.input_topic.clone();
-                match tokio::task::spawn_blocking(move || {
-                    kafka.partition_count(&topic, Duration::from_secs(5))
-                })
-                .await
-                .expect("metadata probe does not panic")
-                {
-                    Ok(count) => {
-                        partitions = count;
-                        operator.set_partitions(count);
-                    }
-                    Err(error) => tracing::warn!(%error, "scored topic's partitions unknown"),
+        if (partitions == 0 || operator.reported_partitions() < partitions)
+            && partitions_read.is_none_or(|at| at.elapsed() >= PARTITIONS_REFRESH)
+        {
+            partitions_read = Some(Instant::now());
+            let kafka = args.kafka.clone();
+            let topic = args.input_topic.clone();
+            match tokio::task::spawn_blocking(move || {
+                kafka.partition_count(&topic, Duration::from_secs(5))
+            })
+            .await
+            .expect("metadata probe does not panic")
+            {
+                Ok(count) => {
+                    partitions = count;
+                    operator.set_partitions(count);
                 }
+                Err(error) => tracing::warn!(%error, "scored topic's partitions unknown"),
             }
         }
         let mut pending_dead_letters = Vec::new();

@@ -444,7 +444,7 @@ async fn scaled_out_monitors_survive_kills_rebalances_and_a_database_outage() ->
         kinds == "all" || kinds.split(',').any(|k| k.trim() == kind)
     };
     faults.retain(|(_, fault)| wanted(fault));
-    faults.sort_by(|a, b| a.0.cmp(&b.0));
+    faults.sort_by_key(|fault| fault.0);
     eprintln!("faults: {faults:?}");
 
     let started = Instant::now();

@@ -8,8 +8,8 @@
 //! Needs KAFKA_BROKERS and DATABASE_URL (scripts/services.sh sets both) and the four
 //! binaries built next to this test (`cargo build --workspace --bins`).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -19,78 +19,22 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use serde_json::Value;
 use streamwatch_common::events::{HEADER_DLQ_REASON, HEADER_DLQ_STAGE};
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// The folder holding the workspace's binaries: the test executable lives in `deps/` below it.
-fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
-}
+use streamwatch_tests::{
+    bin_dir, connect, drop_database, fresh_database, repo_root, Services, Stage,
+};
 
 fn as_refs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
-struct Stage {
-    name: &'static str,
-    child: Child,
-}
-
-impl Stage {
-    fn spawn(name: &'static str, args: &[&str], log_dir: &Path) -> Result<Self> {
-        let binary = bin_dir().join(name);
-        if !binary.exists() {
-            bail!(
-                "{} is missing: run `cargo build --workspace --bins` first",
-                binary.display()
-            );
-        }
-        let log = std::fs::File::create(log_dir.join(format!("{name}.log")))?;
-        let child = Command::new(&binary)
-            .args(args)
-            .current_dir(repo_root())
-            .env("RUST_LOG", "info")
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {name}"))?;
-        Ok(Self { name, child })
-    }
-
-    /// Sends SIGTERM and waits for a clean exit.
-    fn terminate(mut self) -> Result<()> {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status()?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                if !status.success() {
-                    bail!("{} exited with {status} after SIGTERM", self.name);
-                }
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                self.child.kill()?;
-                bail!("{} did not exit within 30 s of SIGTERM", self.name);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn assert_running(&mut self, log_dir: &Path) -> Result<()> {
-        if let Some(status) = self.child.try_wait()? {
-            let log = std::fs::read_to_string(log_dir.join(format!("{}.log", self.name)))
-                .unwrap_or_default();
-            bail!("{} exited early with {status}:\n{log}", self.name);
-        }
-        Ok(())
-    }
+/// Starts a stage's binary (`log_dir/<name>.log`).
+fn spawn(name: &'static str, args: &[&str], log_dir: &Path) -> Result<Stage> {
+    Stage::spawn(
+        name,
+        &bin_dir().join(name),
+        args,
+        &log_dir.join(format!("{name}.log")),
+    )
 }
 
 fn close(expected: f64, actual: f64) -> bool {
@@ -103,30 +47,6 @@ fn golden_f64(value: &Value) -> Option<f64> {
         Value::String(s) if s == "NaN" => None,
         other => panic!("unexpected golden float {other}"),
     }
-}
-
-async fn connect(url: &str) -> Result<tokio_postgres::Client> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .with_context(|| "connecting to PostgreSQL")?;
-    tokio::spawn(connection);
-    Ok(client)
-}
-
-/// A fresh database for this run, so the test sees only its own rows.
-async fn fresh_database(base_url: &str, name: &str) -> Result<String> {
-    let admin = connect(base_url).await?;
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await?;
-    let (prefix, _) = base_url
-        .rsplit_once('/')
-        .context("DATABASE_URL must end with /<database>")?;
-    let query = base_url
-        .split_once('?')
-        .map(|(_, q)| format!("?{q}"))
-        .unwrap_or_default();
-    Ok(format!("{prefix}/{name}{query}"))
 }
 
 /// Reads `expected` dead letters: (stage, reason, original payload).
@@ -672,10 +592,11 @@ async fn check_performance(client: &tokio_postgres::Client, log_dir: &Path) -> R
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn february_replay_matches_evidently_in_postgres() -> Result<()> {
-    let (Ok(brokers), Ok(database_url)) = (
-        std::env::var("KAFKA_BROKERS"),
-        std::env::var("DATABASE_URL"),
-    ) else {
+    let Some(Services {
+        brokers,
+        database_url,
+    }) = Services::from_env()
+    else {
         eprintln!("skipped: set KAFKA_BROKERS and DATABASE_URL (scripts/services.sh up) to run the end-to-end test");
         return Ok(());
     };
@@ -761,18 +682,18 @@ async fn february_replay_matches_evidently_in_postgres() -> Result<()> {
         .concat(),
     );
 
-    let mut sink = Stage::spawn(
+    let mut sink = spawn(
         "sink",
         &[&["run"][..], &as_refs(&sink_args)].concat(),
         &log_dir,
     )?;
-    let mut monitor = Stage::spawn(
+    let mut monitor = spawn(
         "monitor",
         &[&["run"][..], &as_refs(&monitor_args)].concat(),
         &log_dir,
     )?;
 
-    let mut scorer = Stage::spawn(
+    let mut scorer = spawn(
         "scorer",
         &[&["run"][..], &as_refs(&scorer_args)].concat(),
         &log_dir,
@@ -853,7 +774,7 @@ async fn february_replay_matches_evidently_in_postgres() -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
         for stage in [&mut sink, &mut monitor, &mut scorer] {
-            stage.assert_running(&log_dir)?;
+            stage.check_running()?;
         }
         let mut incomplete = 0;
         for (_, kind, size, step, cases) in &expected_windows {
@@ -1216,9 +1137,6 @@ async fn february_replay_matches_evidently_in_postgres() -> Result<()> {
         stage.terminate()?;
     }
     drop(client);
-    let admin = connect(&database_url).await?;
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
-        .await?;
+    drop_database(&database_url, &db_name).await?;
     Ok(())
 }
