@@ -639,6 +639,34 @@ mod tests {
         assert!(context.brokers_reachable());
     }
 
+    /// librdkafka refuses `security.protocol=ssl`/`sasl_ssl` and SCRAM when it was built
+    /// without OpenSSL: the settings users set from the environment must create clients.
+    #[test]
+    fn tls_and_sasl_settings_create_clients() {
+        let secret = std::env::temp_dir().join(format!("sw-sasl-{}", std::process::id()));
+        std::fs::write(&secret, "s3cret\n").unwrap();
+        for (protocol, mechanism) in [
+            ("ssl", None),
+            ("sasl_ssl", Some("SCRAM-SHA-512")),
+            ("sasl_plaintext", Some("PLAIN")),
+        ] {
+            let args = KafkaArgs {
+                brokers: "127.0.0.1:1".into(),
+                security_protocol: protocol.into(),
+                sasl_mechanism: mechanism.map(str::to_owned),
+                sasl_username: mechanism.map(|_| "monitor".to_owned()),
+                sasl_password_file: mechanism.map(|_| secret.display().to_string()),
+                ssl_ca_location: None,
+                extra_config: String::new(),
+                statistics_interval_ms: 0,
+            };
+            let created: std::result::Result<rdkafka::producer::BaseProducer, _> =
+                args.client_config().unwrap().create();
+            assert!(created.is_ok(), "{protocol}: {:?}", created.err());
+        }
+        std::fs::remove_file(secret).unwrap();
+    }
+
     #[test]
     fn statistics_interval_is_a_flag_with_a_default() {
         #[derive(clap::Parser)]
