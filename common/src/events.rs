@@ -42,6 +42,16 @@ pub fn parse_timestamp(value: &str) -> Result<NaiveDateTime> {
         })
 }
 
+/// This process's generation: milliseconds since the Unix epoch when it first asked. A
+/// restarted monitor rebuilds its open windows from the topic and counts their revisions from
+/// 1 again, with at least the events its predecessor had; its rows must replace the ones its
+/// predecessor stored, so the sink orders rows by (generation, revision). Assumes the clocks of
+/// successive monitor hosts agree to well under a restart's duration (NTP).
+pub fn generation() -> i64 {
+    static GENERATION: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *GENERATION.get_or_init(|| Utc::now().timestamp_millis())
+}
+
 /// Window kinds a monitor computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -162,6 +172,10 @@ pub struct FeatureContribution {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricRow {
     pub window: WindowKey,
+    /// The emitting process's [`generation`]; the sink keeps the highest
+    /// (generation, revision).
+    #[serde(default)]
+    pub generation: i64,
     /// Grows each time a window is emitted again (late events); the sink keeps the highest.
     pub revision: u32,
     pub row_count: u64,
@@ -326,6 +340,9 @@ pub struct SegmentPerformance {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PerformanceReport {
     pub window: WindowKey,
+    /// The emitting process's [`generation`], as for [`MetricRow`].
+    #[serde(default)]
+    pub generation: i64,
     pub revision: u32,
     #[serde(flatten)]
     pub overall: PerformanceStats,
@@ -512,6 +529,7 @@ mod tests {
                 start,
                 end: start + chrono::Duration::days(1),
             },
+            generation: 0,
             revision: 1,
             row_count: 3,
             number_of_columns: 21,

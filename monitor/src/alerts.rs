@@ -249,6 +249,7 @@ mod tests {
                 start,
                 end: start + chrono::Duration::days(1),
             },
+            generation: 0,
             revision: 1,
             row_count: 10,
             number_of_columns: 3,

@@ -3,8 +3,8 @@
 use chrono::{NaiveDateTime, Utc};
 use serde::Serialize;
 use streamwatch_common::events::{
-    format_timestamp, parse_timestamp, LateEvent, LateEvents, MetricRow, PerformanceReport,
-    WindowKey, WindowShape,
+    format_timestamp, generation, parse_timestamp, LateEvent, LateEvents, MetricRow,
+    PerformanceReport, WindowKey, WindowShape,
 };
 
 use crate::batch::{aggregate_parquet, reference_from_parquet, Slice};
@@ -74,6 +74,7 @@ fn window_key(mapping: &ColumnMapping, spec: WindowSpec, start_us: i64) -> Windo
 pub fn performance_report(mapping: &ColumnMapping, ready: ReadyPerformance) -> PerformanceReport {
     PerformanceReport {
         window: window_key(mapping, ready.spec, ready.start_us),
+        generation: generation(),
         revision: ready.revision,
         overall: ready.overall,
         unmatched_completions: ready.unmatched_completions,
@@ -94,6 +95,7 @@ pub fn metric_row(
 ) -> MetricRow {
     MetricRow {
         window: window_key(mapping, window.spec, window.start_us),
+        generation: generation(),
         revision: window.revision,
         row_count: metrics.row_count,
         number_of_columns: metrics.number_of_columns,

@@ -32,8 +32,10 @@ impl std::fmt::Display for MigrationReport {
 
 /// The names of the embedded migrations, oldest first.
 pub fn embedded_names() -> Vec<String> {
-    embedded::migrations::runner()
-        .get_migrations()
+    let mut migrations = embedded::migrations::runner().get_migrations().clone();
+    // In version order (V10 after V9), as refinery applies them.
+    migrations.sort_by_key(|m| m.version());
+    migrations
         .iter()
         .map(|m| format!("V{}__{}", m.version(), m.name()))
         .collect()
@@ -88,11 +90,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_first_migration_is_embedded() {
-        assert_eq!(
-            embedded_names().first().map(String::as_str),
-            Some("V1__metrics")
-        );
+    fn the_migrations_are_embedded_in_version_order() {
+        let names = embedded_names();
+        assert_eq!(names.first().map(String::as_str), Some("V1__metrics"));
+        assert_eq!(names.last().map(String::as_str), Some("V10__generation"));
     }
 
     #[test]

@@ -21,18 +21,20 @@ use tokio_postgres::NoTls;
 use crate::config::DatabaseArgs;
 use crate::{Error, Result};
 
-/// Upserts a window's summary; a replayed older revision leaves a newer one in place (the
-/// `WHERE` makes the conflicting row not updated, and then nothing is returned).
+/// Upserts a window's summary; a replayed older (generation, revision) leaves a newer one in
+/// place (the `WHERE` makes the conflicting row not updated, and then nothing is returned).
 const UPSERT_WINDOW: &str = "\
 INSERT INTO window_metrics (
     monitor, window_kind, window_size_seconds, window_step_seconds, window_start, window_end,
     revision, row_count, number_of_columns, number_of_missing_values, share_of_missing_values,
     prediction_drift, prediction_stattest, prediction_threshold, prediction_drift_detected,
     number_of_drifted_columns, share_of_drifted_columns, dataset_drift, emitted_at,
-    last_event_published_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+    last_event_published_at, generation)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
+        $21)
 ON CONFLICT (monitor, window_kind, window_size_seconds, window_step_seconds, window_start) DO UPDATE SET
     window_end = EXCLUDED.window_end,
+    generation = EXCLUDED.generation,
     revision = EXCLUDED.revision,
     row_count = EXCLUDED.row_count,
     number_of_columns = EXCLUDED.number_of_columns,
@@ -49,7 +51,7 @@ ON CONFLICT (monitor, window_kind, window_size_seconds, window_step_seconds, win
     last_event_published_at = EXCLUDED.last_event_published_at,
     -- The end-to-end latency (view window_latency) is of the revision stored last.
     stored_at = now()
-WHERE window_metrics.revision <= EXCLUDED.revision
+WHERE (window_metrics.generation, window_metrics.revision) <= (EXCLUDED.generation, EXCLUDED.revision)
 RETURNING revision";
 
 /// Upserts a window's performance; an older revision leaves a newer one in place.
@@ -59,11 +61,13 @@ INSERT INTO window_performance (
     revision, predictions, labelled_rows, unmatched_completions, mae, rmse, mape, mape_rows, r2,
     mean_error, label_delay_mean_seconds, label_delay_p50_seconds, label_delay_p95_seconds,
     label_delay_max_seconds, fairness_low, fairness_high, worst_segment, worst_mae_ratio, emitted_at,
-    error_lower_bound, error_upper_bound, error_share_outside_quantiles, error_share_outside_iqr)
+    error_lower_bound, error_upper_bound, error_share_outside_quantiles, error_share_outside_iqr,
+    generation)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
-        $21, $22, $23, $24, $25, $26, $27, $28, $29)
+        $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)
 ON CONFLICT (monitor, window_kind, window_size_seconds, window_step_seconds, window_start) DO UPDATE SET
     window_end = EXCLUDED.window_end,
+    generation = EXCLUDED.generation,
     revision = EXCLUDED.revision,
     predictions = EXCLUDED.predictions,
     labelled_rows = EXCLUDED.labelled_rows,
@@ -88,7 +92,8 @@ ON CONFLICT (monitor, window_kind, window_size_seconds, window_step_seconds, win
     error_share_outside_quantiles = EXCLUDED.error_share_outside_quantiles,
     error_share_outside_iqr = EXCLUDED.error_share_outside_iqr,
     stored_at = now()
-WHERE window_performance.revision <= EXCLUDED.revision
+WHERE (window_performance.generation, window_performance.revision)
+    <= (EXCLUDED.generation, EXCLUDED.revision)
 RETURNING revision";
 
 /// Stores an alert transition; a repeated one replaces itself.
@@ -548,6 +553,7 @@ impl MetricStore {
                     &row.dataset_drift,
                     &row.emitted_at,
                     &row.last_event_published_at,
+                    &row.generation,
                 ]),
             )
             .await?;
@@ -714,6 +720,7 @@ impl MetricStore {
                     &errors.map(|o| o.upper_bound),
                     &errors.and_then(|o| o.share_outside_quantiles),
                     &errors.and_then(|o| o.share_outside_iqr),
+                    &report.generation,
                 ]),
             )
             .await?;
@@ -1254,6 +1261,7 @@ mod tests {
                 start,
                 end: start + chrono::Duration::days(1),
             },
+            generation: 0,
             revision: 1,
             row_count: 3,
             number_of_columns: 21,
@@ -1385,6 +1393,7 @@ mod tests {
     fn report() -> PerformanceReport {
         PerformanceReport {
             window: row().window,
+            generation: 0,
             revision: 1,
             overall: PerformanceStats {
                 predictions: 3,

@@ -250,6 +250,54 @@ async fn an_older_revision_never_overwrites_a_newer_one() {
 }
 
 #[tokio::test]
+async fn a_restarted_monitors_rows_replace_its_predecessors_whatever_their_revision() {
+    let db = test_db!("a_restarted_monitors_rows_replace_its_predecessors");
+    let row = |generation: i64, revision: u32, drift: f64| {
+        let mut row = daily_row("2022-02-01", revision, drift);
+        row.generation = generation;
+        row
+    };
+    let stored = || async {
+        let client = db.client().await;
+        let row = client
+            .query_one(
+                "SELECT generation, revision, prediction_drift FROM window_metrics",
+                &[],
+            )
+            .await
+            .unwrap();
+        (
+            row.get::<_, i64>(0),
+            row.get::<_, i64>(1),
+            row.get::<_, Option<f64>>(2),
+        )
+    };
+    // The first process reached revision 3 before it died.
+    db.store.write(&[row(1_000, 3, 0.3).into()]).await.unwrap();
+    // Its successor rebuilt the window and counts from 1 again: its revisions apply.
+    for (revision, drift) in [(1, 0.31), (2, 0.32)] {
+        let summary = db
+            .store
+            .write(&[row(2_000, revision, drift).into()])
+            .await
+            .unwrap();
+        assert_eq!(summary.applied, 1, "revision {revision}");
+    }
+    assert_eq!(stored().await, (2_000, 2, Some(0.32)));
+    // A redelivered row of the dead process is older, whatever its revision.
+    let summary = db.store.write(&[row(1_000, 9, 0.9).into()]).await.unwrap();
+    assert_eq!(
+        summary,
+        WriteSummary {
+            applied: 0,
+            stale: 1
+        }
+    );
+    assert_eq!(stored().await, (2_000, 2, Some(0.32)));
+    db.drop_database().await;
+}
+
+#[tokio::test]
 async fn a_new_revision_replaces_the_column_rows() {
     let db = test_db!("a_new_revision_replaces_the_column_rows");
     let first = daily_row("2022-02-01", 1, 0.19);

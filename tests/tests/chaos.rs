@@ -160,7 +160,7 @@ async fn metric_tables(url: &str) -> Result<BTreeMap<&'static str, Vec<String>>>
         let rows = client
             .query(
                 &format!(
-                    "SELECT (to_jsonb(t) - 'revision' - 'emitted_at' - 'stored_at')::text \
+                    "SELECT (to_jsonb(t) - 'revision' - 'generation' - 'emitted_at' - 'stored_at')::text \
                      FROM {table} t"
                 ),
                 &[],

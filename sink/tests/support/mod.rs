@@ -146,6 +146,7 @@ pub fn daily_row(day: &str, revision: u32, prediction_drift: f64) -> MetricRow {
             start,
             end: start + chrono::Duration::days(1),
         },
+        generation: 0,
         revision,
         row_count: 2_399,
         number_of_columns: 21,
@@ -299,6 +300,7 @@ pub fn daily_performance(day: &str, segments: &[(&str, Option<f64>)]) -> Perform
         .max_by(|a, b| a.1.max(1.0 / a.1).total_cmp(&b.1.max(1.0 / b.1)));
     PerformanceReport {
         window: daily_row(day, 1, 0.1).window,
+        generation: 0,
         revision: 1,
         overall: performance_stats(2_399, mae),
         unmatched_completions: 0,
