@@ -1,6 +1,6 @@
 //! Helpers shared by the end-to-end tests (`tests/`) and the pipeline benchmark
 //! (`benches/pipeline.rs`): where the repository and the built binaries are, the stages as
-//! child processes with their admin endpoints, and a PostgreSQL database per run.
+//! child processes with their admin endpoints, topics, and a PostgreSQL database per run.
 
 use std::ffi::OsStr;
 use std::io::{Read, Write};
@@ -9,6 +9,11 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientConfig;
 
 /// The repository (the workspace root).
 pub fn repo_root() -> PathBuf {
@@ -265,4 +270,80 @@ pub async fn drop_database(base_url: &str, name: &str) -> Result<()> {
         .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .await?;
     Ok(())
+}
+
+/// A topic's partition count from the broker's metadata.
+pub fn partition_count(brokers: &str, topic: &str) -> Result<i32> {
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let metadata = probe.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let topic = metadata.topics().first().context("no topic metadata")?;
+    if topic.partitions().is_empty() {
+        bail!("topic {} has no partitions", topic.name());
+    }
+    Ok(topic.partitions().len() as i32)
+}
+
+/// Creates `(name, partitions)` topics and waits until the broker's metadata shows them, so
+/// the clients started next find every partition.
+pub async fn create_topics(brokers: &str, topics: &[(&str, i32)]) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|(name, p)| NewTopic::new(name, *p, TopicReplication::Fixed(1)))
+        .collect();
+    for result in admin.create_topics(&new, &AdminOptions::new()).await? {
+        result.map_err(|(topic, code)| anyhow::anyhow!("creating {topic}: {code}"))?;
+    }
+    for (name, p) in topics {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while partition_count(brokers, name).ok() != Some(*p) {
+            if Instant::now() > deadline {
+                bail!("topic {name} not visible with {p} partitions");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes topics; ones already gone are fine.
+pub async fn delete_topics(brokers: &str, topics: &[String]) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let mut failed = Vec::new();
+    for result in admin.delete_topics(&names, &AdminOptions::new()).await? {
+        if let Err((topic, code)) = result {
+            if code != RDKafkaErrorCode::UnknownTopicOrPartition {
+                failed.push(format!("{topic}: {code}"));
+            }
+        }
+    }
+    if !failed.is_empty() {
+        bail!("deleting topics: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// The process id of the local broker (Tansu, as `scripts/services.sh` starts it) listening
+/// on the first of `brokers`' ports, found in /proc; none when the broker runs elsewhere.
+pub fn local_broker_pid(brokers: &str) -> Option<String> {
+    let port = brokers.split(',').next()?.rsplit_once(':')?.1.to_owned();
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid = entry.file_name().to_string_lossy().into_owned();
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            (pid.bytes().all(|b| b.is_ascii_digit())
+                && cmdline.contains("tansu")
+                && cmdline.contains(&format!(":{port} ")))
+            .then_some(pid)
+        })
 }

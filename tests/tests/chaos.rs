@@ -5,12 +5,14 @@
 //! - the scaled-out path: three monitor workers in one consumer group, a merger and a sink,
 //!   while the test SIGKILLs and restarts the producer, the scorer, a worker, the merger and
 //!   the sink three times each at random moments, adds a fourth worker and removes one
-//!   mid-stream, and cuts PostgreSQL off from the sink for 30 s (a TCP proxy between them
-//!   drops every connection and refuses new ones).
+//!   mid-stream, cuts PostgreSQL off from the sink for 30 s (a TCP proxy between them
+//!   drops every connection and refuses new ones), and freezes the broker (SIGSTOP) for
+//!   `BROKER_PAUSE` when it is the local one: every client's requests hang, the consumer
+//!   groups' sessions expire, and everything resumes after SIGCONT.
 //!
 //! The final metric tables of both databases must be equal row for row (every column but
-//! the revision and the emission and storage times; alerts aside), and the reference's daily row counts must equal the
-//! golden ones (no trip lost or counted twice through the restarts).
+//! the generation, the revision and the emission and storage times; alerts aside), and the
+//! reference's daily row counts must equal the golden ones (no trip lost or counted twice through the restarts).
 //!
 //! Late events update their windows whatever their lateness (`UPDATE_HORIZON`), so the
 //! comparison does not depend on timing; `CHAOS_FAULTS` picks the kinds of faults.
@@ -24,12 +26,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::ClientConfig;
 use serde_json::Value;
 use streamwatch_tests::{
-    bin_dir, connect, drop_database, fresh_database, repo_root, Services, Stage,
+    bin_dir, connect, create_topics, drop_database, fresh_database, local_broker_pid, repo_root,
+    Services, Stage,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -44,6 +44,8 @@ const UPDATE_HORIZON: &str = "40d";
 const DEFAULT_FAULTS: &str = "all";
 /// Event time runs this many times faster than real time: February in about a minute.
 const SPEED: &str = "40000";
+/// How long the broker is frozen: longer than the consumer groups' session timeout (6 s).
+const BROKER_PAUSE: Duration = Duration::from_secs(10);
 
 /// splitmix64: the moments of the faults, repeatable from the printed seed.
 struct Random(u64);
@@ -124,22 +126,6 @@ fn through_proxy(url: &str, port: u16) -> Result<(String, String)> {
     ))
 }
 
-async fn create_topics(brokers: &str, topics: &[(&str, i32)]) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
-    let new: Vec<NewTopic> = topics
-        .iter()
-        .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
-        .collect();
-    for result in admin.create_topics(&new, &AdminOptions::new()).await? {
-        if let Err((topic, error)) = result {
-            bail!("creating {topic}: {error}");
-        }
-    }
-    Ok(())
-}
-
 /// Every row of the metric tables, as JSON text without the columns that differ between
 /// runs by nature (revision, emission and storage times), sorted.
 async fn metric_tables(url: &str) -> Result<BTreeMap<&'static str, Vec<String>>> {
@@ -199,6 +185,26 @@ fn differences(
     out
 }
 
+/// The local broker frozen with SIGSTOP until dropped (SIGCONT), also when the test fails
+/// meanwhile: later tests need it.
+struct BrokerPause(String);
+
+impl BrokerPause {
+    fn start(pid: &str) -> Result<Self> {
+        let status = Command::new("kill").args(["-STOP", pid]).status()?;
+        if !status.success() {
+            bail!("kill -STOP {pid}: {status}");
+        }
+        Ok(Self(pid.to_owned()))
+    }
+}
+
+impl Drop for BrokerPause {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-CONT", &self.0]).status();
+    }
+}
+
 fn kill(stage: Stage) -> Result<()> {
     Command::new("kill")
         .args(["-KILL", &stage.pid().to_string()])
@@ -233,9 +239,7 @@ fn strings(items: &[&str]) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails for some seeds (a restarted merger can lose pane partials it still needs); \
-            run with `cargo test -p streamwatch-tests --test chaos -- --ignored`"]
-async fn scaled_out_monitors_survive_kills_rebalances_and_a_database_outage() -> Result<()> {
+async fn scaled_out_monitors_survive_kills_rebalances_and_outages() -> Result<()> {
     let Some(Services {
         brokers,
         database_url,
@@ -416,6 +420,8 @@ async fn scaled_out_monitors_survive_kills_rebalances_and_a_database_outage() ->
         RemoveWorker,
         DatabaseDown,
         DatabaseUp,
+        BrokerDown,
+        BrokerUp,
     }
     let mut faults: Vec<(Duration, Fault)> = Vec::new();
     // The producer replays from the start after each kill: kill it early, three times.
@@ -434,14 +440,36 @@ async fn scaled_out_monitors_survive_kills_rebalances_and_a_database_outage() ->
     let down = random.between(10.0, 40.0);
     faults.push((down, Fault::DatabaseDown));
     faults.push((down + Duration::from_secs(30), Fault::DatabaseUp));
+    let broker_pid = local_broker_pid(&brokers);
+    match &broker_pid {
+        Some(_) => {
+            let down = random.between(20.0, 55.0);
+            let up = down + BROKER_PAUSE;
+            // A stage (re)started while the broker is frozen fails its start-up connectivity
+            // check and exits: processes start and stop only while it runs.
+            for (moment, fault) in &mut faults {
+                let starts_or_stops = !matches!(fault, Fault::DatabaseDown | Fault::DatabaseUp);
+                if starts_or_stops
+                    && (down.saturating_sub(Duration::from_secs(1))..up + Duration::from_secs(3))
+                        .contains(moment)
+                {
+                    *moment += up + Duration::from_secs(3) - down;
+                }
+            }
+            faults.push((down, Fault::BrokerDown));
+            faults.push((up, Fault::BrokerUp));
+        }
+        None => eprintln!("the broker is not a local Tansu process: it is not frozen"),
+    }
     // `CHAOS_FAULTS`: which kinds to inject (comma-separated: producer, scorer, worker, merger,
-    // sink, rebalance, database; `all` or `none`).
+    // sink, rebalance, database, broker; `all` or `none`).
     let kinds = std::env::var("CHAOS_FAULTS").unwrap_or_else(|_| DEFAULT_FAULTS.to_owned());
     let wanted = |fault: &Fault| {
         let kind = match fault {
             Fault::Kill(stage) => stage.trim_end_matches("-1"),
             Fault::AddWorker | Fault::RemoveWorker => "rebalance",
             Fault::DatabaseDown | Fault::DatabaseUp => "database",
+            Fault::BrokerDown | Fault::BrokerUp => "broker",
         };
         kinds == "all" || kinds.split(',').any(|k| k.trim() == kind)
     };
@@ -450,6 +478,7 @@ async fn scaled_out_monitors_survive_kills_rebalances_and_a_database_outage() ->
     eprintln!("faults: {faults:?}");
 
     let started = Instant::now();
+    let mut broker_pause = None;
     for (moment, fault) in faults {
         while started.elapsed() < moment {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -480,6 +509,13 @@ async fn scaled_out_monitors_survive_kills_rebalances_and_a_database_outage() ->
             Fault::RemoveWorker => workers.remove(1).terminate()?,
             Fault::DatabaseDown => proxy.set_up(false),
             Fault::DatabaseUp => proxy.set_up(true),
+            Fault::BrokerDown => {
+                let pid = broker_pid
+                    .as_deref()
+                    .context("broker faults need its pid")?;
+                broker_pause.replace(BrokerPause::start(pid)?);
+            }
+            Fault::BrokerUp => drop(broker_pause.take()),
         }
         for stage in [
             &mut reference_sink,
