@@ -66,6 +66,38 @@ pub struct MonitoredArgs {
     pub model_features: Vec<String>,
 }
 
+/// Topics and windows, the same for `run` and `merge` (a merger takes its workers' values).
+#[derive(Debug, Clone, Args)]
+pub struct WindowedArgs {
+    /// Topic of scored trip events (for `merge`: its partitions are the ones every window
+    /// waits for a watermark from).
+    #[arg(long, env = "MONITOR_INPUT_TOPIC", default_value = "trips.scored")]
+    pub input_topic: String,
+
+    /// Topic the metric rows are published to.
+    #[arg(long, env = "MONITOR_OUTPUT_TOPIC", default_value = "metrics")]
+    pub output_topic: String,
+
+    /// Topic for messages that cannot be decoded (with the reason in headers).
+    #[arg(long, env = "DEAD_LETTER_TOPIC", default_value = "deadletter")]
+    pub dead_letter_topic: String,
+
+    /// Windows as SIZE (tumbling) or SIZE/STEP (sliding), units s, m, h, d; repeat or
+    /// separate with commas for several (for example `1d,1h,1d/1h`).
+    #[arg(
+        long = "window",
+        env = "MONITOR_WINDOWS",
+        value_delimiter = ',',
+        default_value = "1d"
+    )]
+    pub windows: Vec<String>,
+
+    /// How long after a window closed late events still update it (it is emitted again
+    /// with a higher revision); later events are dropped and counted (duration: 30m, 1h).
+    #[arg(long, env = "MONITOR_UPDATE_HORIZON", default_value = "1h")]
+    pub update_horizon: String,
+}
+
 /// Options of `monitor run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -78,17 +110,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub monitored: MonitoredArgs,
 
-    /// Topic of scored trip events.
-    #[arg(long, env = "MONITOR_INPUT_TOPIC", default_value = "trips.scored")]
-    pub input_topic: String,
-
-    /// Topic the metric rows are published to.
-    #[arg(long, env = "MONITOR_OUTPUT_TOPIC", default_value = "metrics")]
-    pub output_topic: String,
-
-    /// Topic for events that cannot be decoded (with the reason in headers).
-    #[arg(long, env = "DEAD_LETTER_TOPIC", default_value = "deadletter")]
-    pub dead_letter_topic: String,
+    #[command(flatten)]
+    pub windowed: WindowedArgs,
 
     /// Kafka consumer group. Without `--partials-topic` run one instance per group; with
     /// it, any number of instances split the partitions and `monitor merge` combines them.
@@ -101,25 +124,10 @@ pub struct RunArgs {
     #[arg(long, env = "MONITOR_PARTIALS_TOPIC", default_value = "")]
     pub partials_topic: String,
 
-    /// Windows as SIZE (tumbling) or SIZE/STEP (sliding), units s, m, h, d; repeat or
-    /// separate with commas for several (for example `1d,1h,1d/1h`).
-    #[arg(
-        long = "window",
-        env = "MONITOR_WINDOWS",
-        value_delimiter = ',',
-        default_value = "1d"
-    )]
-    pub windows: Vec<String>,
-
     /// How far behind the newest event time of a partition events may still arrive before
     /// windows close (duration: 30s, 5m, 1h).
     #[arg(long, env = "MONITOR_ALLOWED_LATENESS", default_value = "60s")]
     pub allowed_lateness: String,
-
-    /// How long after a window closed late events still update it (it is emitted again
-    /// with a higher revision); later events are dropped and counted.
-    #[arg(long, env = "MONITOR_UPDATE_HORIZON", default_value = "1h")]
-    pub update_horizon: String,
 
     /// Wall-clock time after which a partition that is read to its end and delivers nothing
     /// stops holding the watermark back; when all partitions are idle, windows with new
@@ -166,6 +174,9 @@ pub struct MergeArgs {
     #[command(flatten)]
     pub monitored: MonitoredArgs,
 
+    #[command(flatten)]
+    pub windowed: WindowedArgs,
+
     /// Topic the workers publish pane states and progress to.
     #[arg(
         long,
@@ -174,35 +185,9 @@ pub struct MergeArgs {
     )]
     pub partials_topic: String,
 
-    /// The workers' scored topic: windows wait for a watermark from each of its partitions.
-    #[arg(long, env = "MONITOR_INPUT_TOPIC", default_value = "trips.scored")]
-    pub input_topic: String,
-
-    /// Topic the metric rows are published to.
-    #[arg(long, env = "MONITOR_OUTPUT_TOPIC", default_value = "metrics")]
-    pub output_topic: String,
-
-    /// Topic for partials that cannot be decoded (with the reason in headers).
-    #[arg(long, env = "DEAD_LETTER_TOPIC", default_value = "deadletter")]
-    pub dead_letter_topic: String,
-
     /// Kafka consumer group of the merger (one instance).
     #[arg(long, env = "MONITOR_MERGE_GROUP", default_value = "monitor-merge")]
     pub group: String,
-
-    /// The workers' windows (SIZE or SIZE/STEP, comma-separated).
-    #[arg(
-        long = "window",
-        env = "MONITOR_WINDOWS",
-        value_delimiter = ',',
-        default_value = "1d"
-    )]
-    pub windows: Vec<String>,
-
-    /// How long after a window closed late pane changes still update it (the workers'
-    /// value; duration: 30m, 1h).
-    #[arg(long, env = "MONITOR_UPDATE_HORIZON", default_value = "1h")]
-    pub update_horizon: String,
 }
 
 /// Options of `monitor batch`.

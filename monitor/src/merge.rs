@@ -32,7 +32,7 @@ const PARTITIONS_REFRESH: Duration = Duration::from_secs(5);
 pub async fn run(args: MergeArgs, shutdown: CancellationToken) -> Result<()> {
     let readiness = Readiness::default();
     serve_admin("monitor", &args.admin, readiness.clone(), shutdown.clone()).await?;
-    let resolved = Resolved::new(&args.monitored, &args.windows)?;
+    let resolved = Resolved::new(&args.monitored, &args.windowed.windows)?;
     let DriftSetup {
         mapping,
         specs,
@@ -40,7 +40,7 @@ pub async fn run(args: MergeArgs, shutdown: CancellationToken) -> Result<()> {
         reference,
         mut segments,
         mut alerts,
-    } = prepare_drift(&resolved, &args.update_horizon).await?;
+    } = prepare_drift(&resolved, &args.windowed.update_horizon).await?;
     let kafka = args.kafka.clone();
     tokio::task::spawn_blocking(move || kafka.check_reachable(Duration::from_secs(10)))
         .await
@@ -49,10 +49,14 @@ pub async fn run(args: MergeArgs, shutdown: CancellationToken) -> Result<()> {
         args.kafka
             .stage_consumer("monitor", &args.group, &[&args.partials_topic], false)?;
     let producer = args.kafka.producer()?;
-    let dead_letters = DeadLetters::new(producer.clone(), &args.dead_letter_topic, "monitor");
+    let dead_letters = DeadLetters::new(
+        producer.clone(),
+        &args.windowed.dead_letter_topic,
+        "monitor",
+    );
     let outputs = Outputs {
         producer: producer.clone(),
-        topic: args.output_topic.clone(),
+        topic: args.windowed.output_topic.clone(),
     };
     let columns = mapping.counted_columns().len();
     let mut operator = MergeOperator::new(&mapping.monitor_name, &specs, columns, horizon);
@@ -64,7 +68,7 @@ pub async fn run(args: MergeArgs, shutdown: CancellationToken) -> Result<()> {
     readiness.set(true);
     tracing::info!(
         topic = %args.partials_topic,
-        scored_topic = %args.input_topic,
+        scored_topic = %args.windowed.input_topic,
         group = %args.group,
         windows = ?resolved.windows,
         "merger consuming"
@@ -78,7 +82,7 @@ pub async fn run(args: MergeArgs, shutdown: CancellationToken) -> Result<()> {
         {
             partitions_read = Some(Instant::now());
             let kafka = args.kafka.clone();
-            let topic = args.input_topic.clone();
+            let topic = args.windowed.input_topic.clone();
             match tokio::task::spawn_blocking(move || {
                 kafka.partition_count(&topic, Duration::from_secs(5))
             })

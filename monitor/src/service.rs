@@ -133,7 +133,7 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
     let readiness = Readiness::default();
     serve_admin("monitor", &args.admin, readiness.clone(), shutdown.clone()).await?;
 
-    let resolved = Resolved::new(&args.monitored, &args.windows)?;
+    let resolved = Resolved::new(&args.monitored, &args.windowed.windows)?;
     let DriftSetup {
         mapping,
         specs,
@@ -141,7 +141,7 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
         reference,
         segments,
         alerts,
-    } = prepare_drift(&resolved, &args.update_horizon).await?;
+    } = prepare_drift(&resolved, &args.windowed.update_horizon).await?;
     let lateness = parse_duration(&args.allowed_lateness)?;
     let idle = Duration::from_micros(parse_duration(&args.idle_timeout)? as u64);
     let health_interval = match args.health_interval.trim() {
@@ -161,7 +161,7 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
     tokio::task::spawn_blocking(move || kafka.check_reachable(Duration::from_secs(10)))
         .await
         .expect("connectivity probe does not panic")?;
-    let mut topics = vec![args.input_topic.as_str()];
+    let mut topics = vec![args.windowed.input_topic.as_str()];
     let performance = if args.completions_topic.is_empty() {
         None
     } else {
@@ -194,10 +194,14 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
         .kafka
         .stage_consumer("monitor", &args.group, &topics, true)?;
     let producer = args.kafka.producer()?;
-    let dead_letters = DeadLetters::new(producer.clone(), &args.dead_letter_topic, "monitor");
+    let dead_letters = DeadLetters::new(
+        producer.clone(),
+        &args.windowed.dead_letter_topic,
+        "monitor",
+    );
     let outputs = Outputs {
         producer: producer.clone(),
-        topic: args.output_topic.clone(),
+        topic: args.windowed.output_topic.clone(),
     };
     let dimensions = segments.segmenters.len();
     let partitioned = (!args.partials_topic.is_empty()).then(|| PartitionedWindows {
@@ -394,7 +398,7 @@ async fn consume(
             };
             let partition = message.partition();
             let offset = message.offset();
-            let topic = if message.topic() == args.input_topic {
+            let topic = if message.topic() == args.windowed.input_topic {
                 SCORED
             } else {
                 COMPLETIONS
@@ -633,7 +637,7 @@ async fn publish_late(
     );
     metrics::counter!("streamwatch_monitor_late_events_dropped_total")
         .increment(stats.late_dropped);
-    for report in late_events(mapping, &args.input_topic, watermark, &stats.late) {
+    for report in late_events(mapping, &args.windowed.input_topic, watermark, &stats.late) {
         outputs.publish(&MetricsRecord::LateEvents(report)).await?;
     }
     Ok(())
@@ -796,7 +800,7 @@ fn track_assignment(consumer: &StageConsumer, args: &RunArgs, state: &mut LoopSt
     }
     let now = Instant::now();
     for (topic, marks) in [
-        (args.input_topic.as_str(), &mut state.watermarks),
+        (args.windowed.input_topic.as_str(), &mut state.watermarks),
         (args.completions_topic.as_str(), &mut state.completion_marks),
     ] {
         let owned: Vec<i32> = elements
@@ -813,7 +817,7 @@ fn track_assignment(consumer: &StageConsumer, args: &RunArgs, state: &mut LoopSt
         // A revoked partition's next owner rebuilds its panes from the committed offsets.
         let owned: Vec<i32> = elements
             .iter()
-            .filter(|e| e.topic() == args.input_topic)
+            .filter(|e| e.topic() == args.windowed.input_topic)
             .map(|e| e.partition())
             .collect();
         partitioned.partitions.retain(|p, _| owned.contains(p));
@@ -841,7 +845,7 @@ fn store_offsets(consumer: &StageConsumer, args: &RunArgs, state: &LoopState) {
             lowest = performance.commit_position(position, lowest);
         }
         let topic = if position.topic == SCORED {
-            &args.input_topic
+            &args.windowed.input_topic
         } else {
             &args.completions_topic
         };
