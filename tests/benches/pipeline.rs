@@ -27,6 +27,11 @@
 //!   the partitions each emit partial windows (see "Known limits"); the bench measures
 //!   throughput only. An instance that takes over a partition after a rebalance re-reads it
 //!   from the last committed offset, so the events consumed may exceed the topic's.
+//! - `STREAMWATCH_BENCH_SCALE_OUT=1`: the instances run as scale-out workers
+//!   (`--partials-topic`, a fresh 6-partition topic per run) beside one `monitor merge`; a run
+//!   ends when the workers consumed every event and the merger emitted every daily window, and
+//!   its CPU time includes the merger's (also shown on its own, with its peak memory and how
+//!   long after the workers' last event it emitted the last window).
 //! - `STREAMWATCH_BENCH_MONITOR_ARGS="--max-batch 16384"`: extra `monitor run` arguments
 //!   for the monitor-alone runs; `{run}` in one becomes a name unique to the run and the
 //!   instance count, and is deleted at the end as a topic (`--partials-topic {run}.partials`).
@@ -34,7 +39,8 @@
 //!   producer and the scorer first; no end-to-end runs, no baseline).
 //! - `STREAMWATCH_BENCH_PERF=/tmp/monitor.perf`: `perf record --call-graph dwarf` of the
 //!   monitor instances while they consume (`perf report -i /tmp/monitor.perf`; with several
-//!   instance counts, one file per count, `/tmp/monitor.perf.N`).
+//!   instance counts, one file per count, `/tmp/monitor.perf.N`), and of this process while
+//!   its plain consumer reads the same topic (`/tmp/monitor.perf.bare`).
 //! - `STREAMWATCH_BENCH_SCORED=/tmp/scored.jsonl`: writes February's scored events, one per
 //!   line.
 //! - `STREAMWATCH_BENCH_MONITOR=/path/to/monitor`: runs another monitor binary (before/after).
@@ -42,25 +48,27 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use chrono::NaiveDateTime;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
-use streamwatch_tests::{bin_dir, connect, drop_database, repo_root, Services, Stage};
+use streamwatch_tests::{
+    bin_dir, connect, create_topics, delete_topics, drop_database, local_broker_pid,
+    partition_count, repo_root, Services, Stage,
+};
 
 /// The stages' counters of messages consumed and of outputs acknowledged.
 const EVENTS_IN: &str = "streamwatch_events_in_total";
+const WINDOWS_EMITTED: &str = "streamwatch_monitor_windows_emitted_total";
 const EVENTS_OUT: &str = "streamwatch_events_out_total";
 /// Trips of February 2022 the producer replays.
 const FEBRUARY_TRIPS: usize = 69_376;
@@ -120,8 +128,20 @@ fn cpu_seconds(pid: &str, ticks: f64) -> Option<f64> {
     Some((utime + stime) / ticks)
 }
 
-/// Busy and total CPU ticks of the whole machine (/proc/stat), all processes.
-fn machine_ticks() -> (f64, f64) {
+/// The broker's process (Tansu, found by its listener's port in /proc), whose CPU time the
+/// tables show next to the machine's; none when the broker runs elsewhere.
+static BROKER_PID: OnceLock<Option<String>> = OnceLock::new();
+
+/// CPU counters at an instant: busy and total ticks of the whole machine (/proc/stat, all
+/// processes) and the broker's CPU seconds (NaN when unknown).
+#[derive(Clone, Copy)]
+struct Ticks {
+    busy: f64,
+    total: f64,
+    broker: f64,
+}
+
+fn machine_ticks() -> Ticks {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let fields: Vec<f64> = stat
         .lines()
@@ -134,13 +154,41 @@ fn machine_ticks() -> (f64, f64) {
     // user nice system idle iowait irq softirq steal
     let at = |i: usize| fields.get(i).copied().unwrap_or(0.0);
     let busy = at(0) + at(1) + at(2) + at(5) + at(6);
-    (busy, busy + at(3) + at(4) + at(7))
+    let broker = BROKER_PID
+        .get()
+        .and_then(Option::as_deref)
+        .and_then(|pid| cpu_seconds(pid, clock_ticks()))
+        .unwrap_or(f64::NAN);
+    Ticks {
+        busy,
+        total: busy + at(3) + at(4) + at(7),
+        broker,
+    }
 }
 
-/// Cores kept busy (by every process on the machine) between two [`machine_ticks`].
-fn cores_busy(before: (f64, f64), after: (f64, f64)) -> f64 {
+/// Cores kept busy between two [`machine_ticks`]: by every process on the machine, and by
+/// the broker alone.
+#[derive(Clone, Copy)]
+struct Busy {
+    cores: f64,
+    broker: f64,
+}
+
+impl std::fmt::Display for Busy {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "{:.2} (broker {:.2})", self.cores, self.broker)
+    }
+}
+
+fn cores_busy(before: Ticks, after: Ticks) -> Busy {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    (after.0 - before.0) / (after.1 - before.1).max(1.0) * cores
+    let total = (after.total - before.total).max(1.0);
+    // /proc/stat counts every core's ticks: the wall time is total / cores / ticks per second.
+    let wall = total / cores / clock_ticks();
+    Busy {
+        cores: (after.busy - before.busy) / total * cores,
+        broker: (after.broker - before.broker) / wall,
+    }
 }
 
 /// Peak resident memory (VmHWM) of a process in MiB.
@@ -149,6 +197,26 @@ fn peak_mib(pid: u32) -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
+}
+
+/// `perf record --call-graph dwarf` of the processes `pids` (comma-separated) into `path`.
+fn perf_record(path: &str, pids: &str) -> Result<Child> {
+    Command::new("perf")
+        .args(["record", "-F", "999", "--call-graph", "dwarf,16384"])
+        .args(["-o", path, "-p", pids])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting perf record")
+}
+
+/// Stops a [`perf_record`] (SIGINT: it writes its file and exits).
+fn perf_stop(mut perf: Child) -> Result<()> {
+    Command::new("kill")
+        .args(["-INT", &perf.id().to_string()])
+        .status()?;
+    perf.wait()?;
+    Ok(())
 }
 
 /// A stage's release binary (`STREAMWATCH_BENCH_MONITOR` replaces the monitor's).
@@ -211,61 +279,6 @@ fn assigned_consumer(brokers: &str, topics: &[(&str, i32)], eof: bool) -> Result
     Ok(consumer)
 }
 
-fn partitions(brokers: &str, topic: &str) -> Result<i32> {
-    let probe: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
-    let metadata = probe.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let topic = metadata.topics().first().context("no topic metadata")?;
-    if topic.partitions().is_empty() {
-        bail!("topic {} has no partitions", topic.name());
-    }
-    Ok(topic.partitions().len() as i32)
-}
-
-async fn create_topics(brokers: &str, topics: &[(&str, i32)]) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
-    let new: Vec<NewTopic> = topics
-        .iter()
-        .map(|(name, p)| NewTopic::new(name, *p, TopicReplication::Fixed(1)))
-        .collect();
-    for result in admin.create_topics(&new, &AdminOptions::new()).await? {
-        result.map_err(|(topic, code)| anyhow::anyhow!("creating {topic}: {code}"))?;
-    }
-    // Let the broker's metadata settle before clients look the topics up.
-    for (name, p) in topics {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while partitions(brokers, name).ok() != Some(*p) {
-            if Instant::now() > deadline {
-                bail!("topic {name} not visible with {p} partitions");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    Ok(())
-}
-
-async fn delete_topics(brokers: &str, topics: &[String]) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
-    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-    let mut failed = Vec::new();
-    for result in admin.delete_topics(&names, &AdminOptions::new()).await? {
-        if let Err((topic, code)) = result {
-            if code != RDKafkaErrorCode::UnknownTopicOrPartition {
-                failed.push(format!("{topic}: {code}"));
-            }
-        }
-    }
-    if !failed.is_empty() {
-        bail!("deleting topics: {}", failed.join(", "));
-    }
-    Ok(())
-}
-
 #[derive(Clone)]
 struct Record {
     key: Option<Vec<u8>>,
@@ -274,7 +287,7 @@ struct Record {
 
 /// Every message of `topic` (read to the end of each partition) but the warm-up ones.
 async fn read_all(brokers: &str, topic: &str) -> Result<Vec<Record>> {
-    let count = partitions(brokers, topic)?;
+    let count = partition_count(brokers, topic)?;
     let consumer = assigned_consumer(brokers, &[(topic, count)], true)?;
     let mut finished = std::collections::HashSet::new();
     let mut records = Vec::new();
@@ -489,7 +502,7 @@ struct EndToEnd {
     /// The producer process, start to exit.
     producer_wall: Duration,
     /// Cores busy on the machine from the producer's start to the 28th day.
-    cores_busy: f64,
+    cores_busy: Busy,
     /// Producer, scorer, monitor, sink.
     stages: Vec<StageFigures>,
     /// Topics of the producer's and the scorer's messages.
@@ -633,7 +646,7 @@ struct Driven {
     day_27: Duration,
     day_28: Duration,
     producer_wall: Duration,
-    cores_busy: f64,
+    cores_busy: Busy,
     producer: StageFigures,
     joined: &'static str,
     /// Each stage's CPU seconds when the producer started (start-up excluded from the figures).
@@ -768,7 +781,7 @@ struct Baseline {
     /// First send to the last message received by the already assigned consumer.
     produce_and_consume: Duration,
     /// Cores busy on the machine meanwhile.
-    cores_busy: f64,
+    cores_busy: Busy,
     /// First send to the last acknowledgement.
     produce: Duration,
     /// A fresh consumer reading the full topics.
@@ -859,6 +872,8 @@ struct AloneOptions {
     instances: Vec<usize>,
     /// Extra `monitor run` arguments (`STREAMWATCH_BENCH_MONITOR_ARGS`, split at whitespace).
     extra_args: Vec<String>,
+    /// Workers and a merger (`STREAMWATCH_BENCH_SCALE_OUT=1`).
+    scale_out: bool,
 }
 
 impl AloneOptions {
@@ -878,9 +893,11 @@ impl AloneOptions {
             .split_whitespace()
             .map(str::to_owned)
             .collect();
+        let scale_out = std::env::var("STREAMWATCH_BENCH_SCALE_OUT").is_ok_and(|v| v == "1");
         Ok(Self {
             instances,
             extra_args,
+            scale_out,
         })
     }
 }
@@ -902,10 +919,23 @@ struct MonitorRun {
     /// User + system CPU seconds over `wall`, summed over the instances.
     cpu: f64,
     /// Cores busy on the whole machine over `wall`.
-    cores_busy: f64,
+    cores_busy: Busy,
     /// Peak memory (VmHWM) of each instance, MiB.
     peak_mib: Vec<f64>,
     perf: Option<String>,
+    merger: Option<MergerFigures>,
+}
+
+/// The merger beside scale-out workers.
+struct MergerFigures {
+    /// User + system CPU seconds from its start to the end of the run ([`MonitorRun::cpu`]
+    /// includes its share from the first event to the last).
+    cpu: f64,
+    peak_mib: f64,
+    /// Daily windows it emitted.
+    windows: f64,
+    /// From the workers' last event consumed to its last window emitted.
+    behind: Duration,
 }
 
 struct MonitorAlone {
@@ -914,7 +944,9 @@ struct MonitorAlone {
     /// A plain consumer reading the same full topic: wall time and CPU of this process.
     bare_wall: Duration,
     bare_cpu: f64,
+    bare_busy: Busy,
     extra_args: Vec<String>,
+    scale_out: bool,
     runs: Vec<MonitorRun>,
 }
 
@@ -943,15 +975,30 @@ async fn monitor_alone(
     .await?;
     drop(copies);
 
+    let perf_path = std::env::var("STREAMWATCH_BENCH_PERF").ok();
     let ticks = clock_ticks();
     let consumer = assigned_consumer(&bench.brokers, &[(topic.as_str(), ALONE_PARTITIONS)], false)?;
-    let (started, cpu) = (Instant::now(), cpu_seconds("self", ticks).unwrap_or(0.0));
+    let bare_perf = match &perf_path {
+        Some(path) => Some(perf_record(
+            &format!("{path}.bare"),
+            &std::process::id().to_string(),
+        )?),
+        None => None,
+    };
+    let (started, cpu, machine) = (
+        Instant::now(),
+        cpu_seconds("self", ticks).unwrap_or(0.0),
+        machine_ticks(),
+    );
     count_until(&consumer, events, &AtomicUsize::new(0)).await?;
     let bare_wall = started.elapsed();
     let bare_cpu = cpu_seconds("self", ticks).unwrap_or(0.0) - cpu;
+    let bare_busy = cores_busy(machine, machine_ticks());
+    if let Some(perf) = bare_perf {
+        perf_stop(perf)?;
+    }
     drop(consumer);
 
-    let perf_path = std::env::var("STREAMWATCH_BENCH_PERF").ok();
     let mut runs = Vec::new();
     for &instances in &options.instances {
         eprintln!("monitor alone, {instances} instance(s) ...");
@@ -962,14 +1009,16 @@ async fn monitor_alone(
                 path.clone()
             }
         });
-        runs.push(monitors(bench, &topic, events, instances, &options.extra_args, perf).await?);
+        runs.push(monitors(bench, &topic, events, instances, options, perf).await?);
     }
     Ok(MonitorAlone {
         events,
         bytes,
         bare_wall,
         bare_cpu,
+        bare_busy,
         extra_args: options.extra_args.clone(),
+        scale_out: options.scale_out,
         runs,
     })
 }
@@ -980,7 +1029,7 @@ async fn monitors(
     topic: &str,
     events: usize,
     instances: usize,
-    extra_args: &[String],
+    options: &AloneOptions,
     perf_path: Option<String>,
 ) -> Result<MonitorRun> {
     let tag = format!("alone{instances}");
@@ -1005,7 +1054,7 @@ async fn monitors(
     .map(str::to_owned)
     .to_vec();
     // `{run}` in an extra argument names something of this run (a topic: deleted at the end).
-    for arg in extra_args {
+    for arg in &options.extra_args {
         if arg.contains("{run}") {
             let arg = arg.replace("{run}", &format!("{}.{tag}", bench.run));
             let value = arg.split_once('=').map_or(arg.as_str(), |(_, v)| v);
@@ -1015,11 +1064,50 @@ async fn monitors(
             args.push(arg.clone());
         }
     }
+    let mut merger = None;
+    if options.scale_out {
+        let partials = bench.topic(&format!("{tag}.partials"));
+        create_topics(&bench.brokers, &[(partials.as_str(), ALONE_PARTITIONS)]).await?;
+        let merge_args: Vec<String> = [
+            "merge",
+            "--brokers",
+            &bench.brokers,
+            "--group",
+            &bench.group(&format!("{tag}-merger")),
+            "--partials-topic",
+            &partials,
+            "--input-topic",
+            topic,
+            "--output-topic",
+            &metrics,
+            "--dead-letter-topic",
+            &dlq,
+            "--spec",
+            &bench.spec.display().to_string(),
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        merger = Some(Stage::spawn_with_admin(
+            "monitor",
+            &stage_binary("monitor"),
+            &merge_args,
+            &bench.log_dir.join(format!("{tag}-merger.log")),
+        )?);
+        args.extend(["--partials-topic".to_owned(), partials]);
+    }
     let started = Instant::now();
     let mut stages = (0..instances)
         .map(|i| spawn_stage("monitor", &args, &bench.log_dir, &format!("{tag}-{i}")))
         .collect::<Result<Vec<_>>>()?;
-    let pids: Vec<String> = stages.iter().map(|s| s.pid().to_string()).collect();
+    let merger_pid = merger.as_ref().map(|m| m.pid().to_string());
+    let pids: Vec<String> = stages
+        .iter()
+        .map(|s| s.pid().to_string())
+        .chain(merger_pid.clone())
+        .collect();
+    // Daily windows of the shipped spec over the copies of February.
+    let expected_windows = (COPIES * 28) as f64;
+    let (mut merged_windows, mut merged_at) = (0.0, None);
     let ticks = clock_ticks();
     let cpu = |pids: &[String]| -> f64 {
         pids.iter()
@@ -1029,8 +1117,8 @@ async fn monitors(
     let mut perf = None;
     let mut counts = vec![0.0; instances];
     // (instant, events summed, CPU summed, machine ticks)
-    let mut first: Option<(Instant, f64, f64, (f64, f64))> = None;
-    let mut last: Option<(Instant, f64, f64, (f64, f64))> = None;
+    let mut first: Option<(Instant, f64, f64, Ticks)> = None;
+    let mut last: Option<(Instant, f64, f64, Ticks)> = None;
     let (mut at_10, mut at_90) = (None, None);
     let deadline = started + Duration::from_secs(600);
     loop {
@@ -1041,21 +1129,20 @@ async fn monitors(
                 *count = value;
             }
         }
+        if let Some(merger) = &mut merger {
+            merger.check_running()?;
+            let windows = merger.metric(WINDOWS_EMITTED).unwrap_or(merged_windows);
+            if windows > merged_windows {
+                (merged_windows, merged_at) = (windows, Some(Instant::now()));
+            }
+        }
         let now = Instant::now();
         let sum: f64 = counts.iter().sum();
         let sample = (now, sum, cpu(&pids), machine_ticks());
         if sum > 0.0 && first.is_none() {
             first = Some(sample);
             if let Some(path) = &perf_path {
-                perf = Some(
-                    Command::new("perf")
-                        .args(["record", "-F", "499", "--call-graph", "dwarf,16384"])
-                        .args(["-o", path, "-p", &pids.join(",")])
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null())
-                        .spawn()
-                        .context("starting perf record")?,
-                );
+                perf = Some(perf_record(path, &pids.join(","))?);
             }
         }
         if sum > last.map_or(0.0, |l| l.1) {
@@ -1068,35 +1155,50 @@ async fn monitors(
             at_90 = Some((now, sum));
         }
         if let Some(last) = last {
-            if last.1 >= events as f64 && now - last.0 >= SETTLE {
+            let merged = merger.is_none() || merged_windows >= expected_windows;
+            if last.1 >= events as f64 && now - last.0 >= SETTLE && merged {
                 break;
             }
         }
         if now > deadline {
             bail!(
-                "{instances} monitor(s) consumed {sum} of {events} events in 600 s; logs in {}",
+                "{instances} monitor(s) consumed {sum} of {events} events and the merger (if any) \
+                 emitted {merged_windows} of {expected_windows} windows in 600 s; logs in {}",
                 bench.log_dir.display()
             );
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    if let Some(mut perf) = perf {
-        Command::new("kill")
-            .args(["-INT", &perf.id().to_string()])
-            .status()?;
-        perf.wait()?;
+    if let Some(perf) = perf {
+        perf_stop(perf)?;
     }
-    let peak_mib = stages
+    let instance_peaks = stages
         .iter()
         .map(|s| peak_mib(s.pid()).unwrap_or(f64::NAN))
         .collect();
-    for stage in stages {
-        stage.terminate()?;
-    }
     let (first, last) = (
         first.context("no first sample")?,
         last.context("no last sample")?,
     );
+    let merger = match merger {
+        Some(merger) => {
+            let figures = MergerFigures {
+                cpu: merger_pid
+                    .as_deref()
+                    .and_then(|pid| cpu_seconds(pid, ticks))
+                    .unwrap_or(f64::NAN),
+                peak_mib: peak_mib(merger.pid()).unwrap_or(f64::NAN),
+                windows: merged_windows,
+                behind: merged_at.map_or(Duration::ZERO, |at| at.saturating_duration_since(last.0)),
+            };
+            merger.terminate()?;
+            Some(figures)
+        }
+        None => None,
+    };
+    for stage in stages {
+        stage.terminate()?;
+    }
     Ok(MonitorRun {
         instances,
         startup: first.0 - started,
@@ -1108,8 +1210,9 @@ async fn monitors(
             .map(|((t10, s10), (t90, s90))| (s90 - s10, t90 - t10)),
         cpu: last.2 - first.2,
         cores_busy: cores_busy(first.3, last.3),
-        peak_mib,
+        peak_mib: instance_peaks,
         perf: perf_path,
+        merger,
     })
 }
 
@@ -1197,6 +1300,7 @@ async fn run() -> Result<()> {
             );
         }
     }
+    let _ = BROKER_PID.set(local_broker_pid(&brokers));
     let loadavg = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let load_before = loadavg();
     let run = format!(
@@ -1279,7 +1383,7 @@ async fn pipeline(bench: &mut Bench) -> Result<(Pipeline, Vec<Record>)> {
         ("completions", &cold.completions),
         ("scored", &cold.scored),
     ] {
-        counts.insert(role, partitions(&bench.brokers, topic)?);
+        counts.insert(role, partition_count(&bench.brokers, topic)?);
     }
     // Output topics as the scored one (the dead-letter topic stays uncreated in a clean run).
     counts.insert("metrics", counts["scored"]);
@@ -1324,11 +1428,11 @@ impl Report {
             let base = b.produce_and_consume.as_secs_f64();
             let ratio = |d: Duration| format!("{:.1}x", d.as_secs_f64() / base);
             line(format!(
-                "| measurement | time | ratio to the baseline | cores busy (of {cores}, whole machine) |"
+                "| measurement | time | ratio to the baseline | cores busy (of {cores}, whole machine; the broker's) |"
             ));
             line("|---|---:|---:|---:|".into());
             line(format!(
-                "| **baseline**: produce the producer's {} messages ({:.1} MB), consumed by an assigned consumer | {} | 1.0x | {:.2} |",
+                "| **baseline**: produce the producer's {} messages ({:.1} MB), consumed by an assigned consumer | {} | 1.0x | {} |",
                 b.messages,
                 b.bytes as f64 / 1e6,
                 secs(b.produce_and_consume),
@@ -1344,7 +1448,7 @@ impl Report {
             ));
             for (name, e) in [("warm", &p.warm), ("cold", &p.cold)] {
                 line(format!(
-                    "| **end to end, {name}**: producer start to the 28 daily windows in PostgreSQL | {} | {} | {:.2} |",
+                    "| **end to end, {name}**: producer start to the 28 daily windows in PostgreSQL | {} | {} | {} |",
                     secs(e.day_28),
                     ratio(e.day_28),
                     e.cores_busy
@@ -1375,7 +1479,7 @@ impl Report {
         line(format!(
             "Monitor alone: {} scored events ({} copies of February, {:.0} MB) read from a full \
              {ALONE_PARTITIONS}-partition topic, daily windows, the shipped spec{}; instances in \
-             one consumer group.\n",
+             one consumer group{}.\n",
             a.events,
             COPIES,
             a.bytes as f64 / 1e6,
@@ -1383,10 +1487,15 @@ impl Report {
                 String::new()
             } else {
                 format!(", extra arguments `{}`", a.extra_args.join(" "))
+            },
+            if a.scale_out {
+                ", as scale-out workers (`--partials-topic`) beside one merger (`monitor merge`)"
+            } else {
+                ""
             }
         ));
         line(format!(
-            "| reader | events/s (wall, first to last event) | events/s (10% to 90%) | events per CPU-second | CPU µs per event | cores busy (of {cores}, whole machine) | start-up to the first event | peak memory (VmHWM, MiB) |"
+            "| reader | events/s (wall, first to last event) | events/s (10% to 90%) | events per CPU-second | CPU µs per event | cores busy (of {cores}, whole machine; the broker's) | start-up to the first event | peak memory (VmHWM, MiB) |"
         ));
         line("|---|---:|---:|---:|---:|---:|---:|---:|".into());
         for r in &a.runs {
@@ -1397,8 +1506,14 @@ impl Report {
             });
             let reread = r.total - a.events as f64;
             line(format!(
-                "| monitor × {} ({:.0} events timed{}) | {:.0} | {} | {:.0} | {:.2} | {:.2} | {} | {} |",
+                "| {} × {}{} ({:.0} events timed{}) | {:.0} | {} | {:.0} | {:.2} | {} | {} | {} |",
+                if r.merger.is_some() {
+                    "worker"
+                } else {
+                    "monitor"
+                },
                 r.instances,
+                if r.merger.is_some() { " + merger" } else { "" },
                 r.consumed,
                 if reread > 0.0 {
                     format!(", {reread:.0} re-read after rebalances")
@@ -1417,12 +1532,22 @@ impl Report {
                     .collect::<Vec<_>>()
                     .join(" / ")
             ));
+            if let Some(m) = &r.merger {
+                line(format!(
+                    "| ↳ its merger: {:.0} daily windows, the last {} after the workers' last event | | | | | {:.2} s CPU from its start | | {:.1} |",
+                    m.windows,
+                    secs(m.behind),
+                    m.cpu,
+                    m.peak_mib
+                ));
+            }
         }
         line(format!(
-            "| plain consumer, same topic, same fetch settings (this process) | {:.0} | | {:.0} | {:.2} | | | |",
+            "| plain consumer, same topic, same fetch settings (this process) | {:.0} | | {:.0} | {:.2} | {} | | |",
             bare_rate,
             bare_per_cpu,
-            1e6 / bare_per_cpu
+            1e6 / bare_per_cpu,
+            a.bare_busy
         ));
         for r in &a.runs {
             if let Some(path) = &r.perf {
