@@ -1035,24 +1035,27 @@ async fn monitors(
     let tag = format!("alone{instances}");
     let metrics = bench.topic(&format!("{tag}.metrics"));
     let dlq = bench.topic(&format!("{tag}.deadletter"));
-    let mut args: Vec<String> = [
-        "--brokers",
-        &bench.brokers,
-        "--group",
-        &bench.group(&format!("{tag}-monitor")),
-        "--input-topic",
-        topic,
-        "--output-topic",
-        &metrics,
-        "--dead-letter-topic",
-        &dlq,
-        "--spec",
-        &bench.spec.display().to_string(),
-        "--idle-timeout",
-        IDLE_TIMEOUT,
-    ]
-    .map(str::to_owned)
-    .to_vec();
+    // The options workers (or single monitors) and the merger share; `group` names the group.
+    let shared_args = |bench: &Bench, group: &str| -> Vec<String> {
+        [
+            "--brokers",
+            &bench.brokers,
+            "--group",
+            &bench.group(&format!("{tag}-{group}")),
+            "--input-topic",
+            topic,
+            "--output-topic",
+            &metrics,
+            "--dead-letter-topic",
+            &dlq,
+            "--spec",
+            &bench.spec.display().to_string(),
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let mut args = shared_args(bench, "monitor");
+    args.extend(["--idle-timeout".to_owned(), IDLE_TIMEOUT.to_owned()]);
     // `{run}` in an extra argument names something of this run (a topic: deleted at the end).
     for arg in &options.extra_args {
         if arg.contains("{run}") {
@@ -1068,25 +1071,9 @@ async fn monitors(
     if options.scale_out {
         let partials = bench.topic(&format!("{tag}.partials"));
         create_topics(&bench.brokers, &[(partials.as_str(), ALONE_PARTITIONS)]).await?;
-        let merge_args: Vec<String> = [
-            "merge",
-            "--brokers",
-            &bench.brokers,
-            "--group",
-            &bench.group(&format!("{tag}-merger")),
-            "--partials-topic",
-            &partials,
-            "--input-topic",
-            topic,
-            "--output-topic",
-            &metrics,
-            "--dead-letter-topic",
-            &dlq,
-            "--spec",
-            &bench.spec.display().to_string(),
-        ]
-        .map(str::to_owned)
-        .to_vec();
+        let mut merge_args = vec!["merge".to_owned()];
+        merge_args.extend(shared_args(bench, "merger"));
+        merge_args.extend(["--partials-topic".to_owned(), partials.clone()]);
         merger = Some(Stage::spawn_with_admin(
             "monitor",
             &stage_binary("monitor"),
