@@ -946,7 +946,6 @@ struct MonitorAlone {
     bare_cpu: f64,
     bare_busy: Busy,
     extra_args: Vec<String>,
-    scale_out: bool,
     runs: Vec<MonitorRun>,
 }
 
@@ -1018,7 +1017,6 @@ async fn monitor_alone(
         bare_cpu,
         bare_busy,
         extra_args: options.extra_args.clone(),
-        scale_out: options.scale_out,
         runs,
     })
 }
@@ -1475,7 +1473,7 @@ impl Report {
             } else {
                 format!(", extra arguments `{}`", a.extra_args.join(" "))
             },
-            if a.scale_out {
+            if a.runs.iter().any(|r| r.merger.is_some()) {
                 ", as scale-out workers (`--partials-topic`) beside one merger (`monitor merge`)"
             } else {
                 ""

@@ -12,7 +12,8 @@
 //!
 //! The final metric tables of both databases must be equal row for row (every column but
 //! the generation, the revision and the emission and storage times; alerts aside), and the
-//! reference's daily row counts must equal the golden ones (no trip lost or counted twice through the restarts).
+//! reference's daily row counts must equal the golden ones (no trip lost or counted twice
+//! through the restarts).
 //!
 //! Late events update their windows whatever their lateness (`UPDATE_HORIZON`), so the
 //! comparison does not depend on timing; `CHAOS_FAULTS` picks the kinds of faults.
@@ -127,7 +128,7 @@ fn through_proxy(url: &str, port: u16) -> Result<(String, String)> {
 }
 
 /// Every row of the metric tables, as JSON text without the columns that differ between
-/// runs by nature (revision, emission and storage times), sorted.
+/// runs by nature (generation, revision, emission and storage times), sorted.
 async fn metric_tables(url: &str) -> Result<BTreeMap<&'static str, Vec<String>>> {
     // Alerts are left out: their `for_windows` streaks live in memory, so a restarted
     // monitor or merger starts them again.
@@ -447,13 +448,11 @@ async fn scaled_out_monitors_survive_kills_rebalances_and_outages() -> Result<()
             let up = down + BROKER_PAUSE;
             // A stage (re)started while the broker is frozen fails its start-up connectivity
             // check and exits: processes start and stop only while it runs.
+            let frozen = down.saturating_sub(Duration::from_secs(1))..up + Duration::from_secs(3);
             for (moment, fault) in &mut faults {
                 let starts_or_stops = !matches!(fault, Fault::DatabaseDown | Fault::DatabaseUp);
-                if starts_or_stops
-                    && (down.saturating_sub(Duration::from_secs(1))..up + Duration::from_secs(3))
-                        .contains(moment)
-                {
-                    *moment += up + Duration::from_secs(3) - down;
+                if starts_or_stops && frozen.contains(moment) {
+                    *moment += frozen.end - down;
                 }
             }
             faults.push((down, Fault::BrokerDown));
