@@ -232,6 +232,26 @@ impl KafkaArgs {
     }
 }
 
+/// Stops fetching from the partitions the consumer holds now and from those assigned to it
+/// later, until [`resume_fetching`]. (A bare `pause` covers only the current assignment, and
+/// librdkafka keeps it through a revocation, so a partition that comes back would stay paused.)
+pub fn pause_fetching(consumer: &StageConsumer) -> std::result::Result<(), KafkaError> {
+    consumer
+        .context()
+        .fetching_paused
+        .store(true, Ordering::SeqCst);
+    consumer.pause(&consumer.assignment()?)
+}
+
+/// Fetches again from every assigned partition, and from those assigned later.
+pub fn resume_fetching(consumer: &StageConsumer) -> std::result::Result<(), KafkaError> {
+    consumer
+        .context()
+        .fetching_paused
+        .store(false, Ordering::SeqCst);
+    consumer.resume(&consumer.assignment()?)
+}
+
 fn subscribe<C: ConsumerContext + 'static>(
     consumer: &StreamConsumer<C>,
     topics: &[&str],
@@ -258,6 +278,8 @@ pub struct StageContext {
     lag: Mutex<LagState>,
     /// librdkafka reported every broker down, and no statistics since showed one up.
     brokers_down: AtomicBool,
+    /// The stage paused fetching ([`pause_fetching`]); every new assignment follows it.
+    fetching_paused: AtomicBool,
 }
 
 #[derive(Default)]
@@ -274,6 +296,7 @@ impl StageContext {
             stage: stage.to_owned(),
             lag: Mutex::default(),
             brokers_down: AtomicBool::new(false),
+            fetching_paused: AtomicBool::new(false),
         }
     }
 
@@ -447,9 +470,22 @@ impl ClientContext for StageContext {
 }
 
 impl ConsumerContext for StageContext {
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
-            Rebalance::Assign(partitions) => self.assign(partitions),
+            Rebalance::Assign(partitions) => {
+                self.assign(partitions);
+                // librdkafka keeps a partition's pause through its revocation and reassignment:
+                // a partition paused before a rebalance would otherwise stay paused after a
+                // resume that came while it was assigned elsewhere.
+                let result = if self.fetching_paused.load(Ordering::SeqCst) {
+                    consumer.pause(partitions)
+                } else {
+                    consumer.resume(partitions)
+                };
+                if let Err(error) = result {
+                    tracing::warn!(stage = %self.stage, %error, "could not apply the pause to newly assigned partitions");
+                }
+            }
             Rebalance::Revoke(partitions) => self.revoke(partitions),
             Rebalance::Error(error) => {
                 tracing::warn!(stage = %self.stage, %error, "consumer group rebalance failed")

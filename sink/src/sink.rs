@@ -12,7 +12,7 @@ use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::types::RDKafkaErrorCode;
 use streamwatch_common::deadletter::{DeadLetters, Origin};
 use streamwatch_common::events::MetricsRecord;
-use streamwatch_common::kafka::StageConsumer;
+use streamwatch_common::kafka::{pause_fetching, resume_fetching, StageConsumer};
 use streamwatch_common::telemetry::{
     Readiness, EVENTS_IN_TOTAL, EVENTS_OUT_TOTAL, PROCESSING_SECONDS,
 };
@@ -378,8 +378,8 @@ impl MetricSink {
 
     /// Pauses fetching and waits `delay`, still polling the consumer so that librdkafka's
     /// `max.poll.interval.ms` never expires and the group keeps this member. (Pausing drops
-    /// prefetched messages; fetching restarts after the last one received.) A message that still
-    /// arrives, from a partition assigned meanwhile, is queued and its partition paused too.
+    /// prefetched messages; fetching restarts after the last one received.) Partitions assigned
+    /// meanwhile are paused on assignment; a message that still arrives is queued.
     /// False when shutdown came first.
     async fn pause_and_wait(&mut self, delay: Duration, shutdown: &CancellationToken) -> bool {
         self.pause();
@@ -401,18 +401,13 @@ impl MetricSink {
     }
 
     fn pause(&mut self) {
-        match self.consumer.assignment() {
-            Ok(assignment) if assignment.count() > 0 => match self.consumer.pause(&assignment) {
-                Ok(()) => {
-                    if !self.paused {
-                        metrics::gauge!("streamwatch_sink_paused").set(1.0);
-                    }
-                    self.paused = true;
-                }
-                Err(error) => tracing::warn!(%error, "could not pause consumption"),
-            },
-            Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "could not read the partition assignment"),
+        if !self.paused {
+            metrics::gauge!("streamwatch_sink_paused").set(1.0);
+        }
+        // Paused even when librdkafka refused: partitions assigned later are paused anyway.
+        self.paused = true;
+        if let Err(error) = pause_fetching(&self.consumer) {
+            tracing::warn!(%error, "could not pause consumption");
         }
     }
 
@@ -422,13 +417,8 @@ impl MetricSink {
         }
         self.paused = false;
         metrics::gauge!("streamwatch_sink_paused").set(0.0);
-        match self.consumer.assignment() {
-            Ok(assignment) => {
-                if let Err(error) = self.consumer.resume(&assignment) {
-                    tracing::warn!(%error, "could not resume consumption");
-                }
-            }
-            Err(error) => tracing::warn!(%error, "could not read the partition assignment"),
+        if let Err(error) = resume_fetching(&self.consumer) {
+            tracing::warn!(%error, "could not resume consumption");
         }
     }
 
