@@ -63,7 +63,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
 use streamwatch_tests::{
     bin_dir, connect, create_topics, delete_topics, drop_database, local_broker_pid,
-    partition_count, repo_root, Services, Stage,
+    partition_count, repo_root, signal, Services, Stage,
 };
 
 /// The stages' counters of messages consumed and of outputs acknowledged.
@@ -212,9 +212,7 @@ fn perf_record(path: &str, pids: &str) -> Result<Child> {
 
 /// Stops a [`perf_record`] (SIGINT: it writes its file and exits).
 fn perf_stop(mut perf: Child) -> Result<()> {
-    Command::new("kill")
-        .args(["-INT", &perf.id().to_string()])
-        .status()?;
+    signal(perf.id(), "INT")?;
     perf.wait()?;
     Ok(())
 }
@@ -1285,7 +1283,7 @@ async fn run() -> Result<()> {
             );
         }
     }
-    let _ = BROKER_PID.set(local_broker_pid(&brokers));
+    let _ = BROKER_PID.set(local_broker_pid(&brokers).map(|pid| pid.to_string()));
     let loadavg = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let load_before = loadavg();
     let run = format!(

@@ -169,9 +169,7 @@ impl Stage {
 
     /// Sends SIGTERM and waits for a clean exit (status 0) within 30 s.
     pub fn terminate(mut self) -> Result<()> {
-        Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()?;
+        signal(self.pid(), "TERM")?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait()? {
@@ -332,7 +330,7 @@ pub async fn delete_topics(brokers: &str, topics: &[String]) -> Result<()> {
 
 /// The process id of the local broker (Tansu, as `scripts/services.sh` starts it) listening
 /// on the first of `brokers`' ports, found in /proc; none when the broker runs elsewhere.
-pub fn local_broker_pid(brokers: &str) -> Option<String> {
+pub fn local_broker_pid(brokers: &str) -> Option<u32> {
     let port = brokers.split(',').next()?.rsplit_once(':')?.1.to_owned();
     std::fs::read_dir("/proc")
         .ok()?
@@ -341,9 +339,19 @@ pub fn local_broker_pid(brokers: &str) -> Option<String> {
             let pid = entry.file_name().to_string_lossy().into_owned();
             let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            (pid.bytes().all(|b| b.is_ascii_digit())
-                && cmdline.contains("tansu")
-                && cmdline.contains(&format!(":{port} ")))
-            .then_some(pid)
+            let pid: u32 = pid.parse().ok()?;
+            (cmdline.contains("tansu") && cmdline.contains(&format!(":{port} "))).then_some(pid)
         })
+}
+
+/// Sends the signal named `name` (as `kill` knows it: TERM, KILL, STOP, CONT, INT) to `pid`.
+pub fn signal(pid: u32, name: &str) -> Result<()> {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()?;
+    if !status.success() {
+        bail!("kill -{name} {pid}: {status}");
+    }
+    Ok(())
 }
