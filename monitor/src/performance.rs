@@ -9,7 +9,10 @@
 //!
 //! Rows are kept per pane (as the drift panes are), so sliding windows merge panes and the
 //! sums run over the window's rows in numpy's pairwise order: the numbers equal
-//! scikit-learn's.
+//! scikit-learn's. The rows are summed in a canonical order — by the prediction's event
+//! time, then by a hash of the trip id (`RowKey`) — not in the order they were joined, so the
+//! same predictions and completions give the same numbers to the bit however they were
+//! interleaved, batched or replayed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
@@ -54,21 +57,65 @@ pub struct Position {
     pub partition: i32,
 }
 
+/// A labelled row's place in its window's canonical order: by the prediction's event time,
+/// then by the trip id's hash. Rows are summed in this order, so a window's numbers do not
+/// depend on the order the joins happened in (partition interleaving, batching, restarts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct RowKey {
+    prediction_time_us: i64,
+    trip: u64,
+}
+
 #[derive(Debug, Default)]
 struct PerfPane {
     /// Predictions of the pane, overall and per (dimension, segment id).
     predictions: u64,
     segment_predictions: FxHashMap<(usize, u32), u64>,
+    /// The labelled rows, one entry per row in each vector; in canonical order (`RowKey`,
+    /// then the values' bits) unless `unsorted`.
+    keys: Vec<RowKey>,
     truths: Vec<f64>,
     predicted: Vec<f64>,
     delays_s: Vec<f64>,
     /// Segment ids of each labelled row, one vector per dimension.
     segments: Vec<Vec<u32>>,
+    /// Rows were added since the pane was last sorted.
+    unsorted: bool,
     unmatched_completions: u64,
     first_offsets: FxHashMap<Position, i64>,
 }
 
 impl PerfPane {
+    /// Puts the labelled rows in canonical order. Equal keys (the same trip twice) are
+    /// ordered by their values, so any two orders of the same rows sort to the same one.
+    fn sort_rows(&mut self) {
+        if !self.unsorted {
+            return;
+        }
+        let mut order: Vec<usize> = (0..self.keys.len()).collect();
+        order.sort_unstable_by_key(|&i| {
+            (
+                self.keys[i],
+                self.truths[i].to_bits(),
+                self.predicted[i].to_bits(),
+                self.delays_s[i].to_bits(),
+            )
+        });
+        fn permute<T: Copy>(values: &mut Vec<T>, order: &[usize]) {
+            if !values.is_empty() {
+                *values = order.iter().map(|&i| values[i]).collect();
+            }
+        }
+        permute(&mut self.keys, &order);
+        permute(&mut self.truths, &order);
+        permute(&mut self.predicted, &order);
+        permute(&mut self.delays_s, &order);
+        for column in &mut self.segments {
+            permute(column, &order);
+        }
+        self.unsorted = false;
+    }
+
     fn hold(&mut self, position: Position, offset: i64) {
         let first = self.first_offsets.entry(position).or_insert(offset);
         *first = (*first).min(offset);
@@ -202,6 +249,7 @@ impl PerformanceOperator {
         let id = id_hash(trip_id);
         if let Some(waiting) = self.completions.remove(&id) {
             self.join(
+                id,
                 &prediction,
                 &waiting.completion,
                 waiting.position,
@@ -226,7 +274,7 @@ impl PerformanceOperator {
     ) -> bool {
         let id = id_hash(trip_id);
         if let Some(waiting) = self.predictions.remove(&id) {
-            self.join(&waiting.prediction, &completion, position, offset);
+            self.join(id, &waiting.prediction, &completion, position, offset);
             return true;
         }
         let time = completion.prediction_time_us;
@@ -314,13 +362,14 @@ impl PerformanceOperator {
     /// counts as an unmatched completion.
     fn join(
         &mut self,
+        id: u64,
         prediction: &Prediction,
         completion: &Completion,
         position: Position,
         offset: i64,
     ) {
         if completion.time_us - prediction.time_us <= self.horizon_us {
-            self.label(prediction, completion, position, offset);
+            self.label(id, prediction, completion, position, offset);
             return;
         }
         for state in &mut self.specs {
@@ -337,6 +386,7 @@ impl PerformanceOperator {
 
     fn label(
         &mut self,
+        id: u64,
         prediction: &Prediction,
         completion: &Completion,
         position: Position,
@@ -347,6 +397,10 @@ impl PerformanceOperator {
         };
         let delay_s = (completion.time_us - prediction.time_us) as f64 / 1e6;
         let dimensions = self.segmenters.len();
+        let key = RowKey {
+            prediction_time_us: prediction.time_us,
+            trip: id,
+        };
         for state in &mut self.specs {
             let spec = state.spec;
             let pane_index = spec.pane_of(prediction.time_us);
@@ -354,6 +408,7 @@ impl PerformanceOperator {
             let Some(pane) = state.panes.get_mut(&pane_index) else {
                 continue;
             };
+            pane.keys.push(key);
             pane.truths.push(truth);
             pane.predicted.push(predicted);
             pane.delays_s.push(delay_s);
@@ -361,6 +416,7 @@ impl PerformanceOperator {
             for (column, segment) in pane.segments.iter_mut().zip(&prediction.segments) {
                 column.push(*segment);
             }
+            pane.unsorted = true;
             pane.hold(position, offset);
             for start in spec.windows_of_pane(pane_index) {
                 state.pending.insert(start);
@@ -407,6 +463,10 @@ impl PerformanceOperator {
                     flush_all || s.saturating_add(spec.size_us).saturating_add(horizon) <= watermark
                 })
                 .collect();
+            self.specs[index]
+                .panes
+                .values_mut()
+                .for_each(PerfPane::sort_rows);
             for start in starts {
                 self.specs[index].pending.remove(&start);
                 let Some(mut report) = self.window_report(index, start) else {
@@ -556,7 +616,8 @@ fn unfairness(ratio: f64) -> f64 {
     }
 }
 
-/// Labelled rows of a window (or of one segment of it), in pane order.
+/// Labelled rows of a window (or of one segment of it), in canonical order: panes in time
+/// order, each sorted (`PerfPane::sort_rows`).
 #[derive(Debug, Default)]
 struct Rows {
     truths: Vec<f64>,
@@ -832,6 +893,86 @@ mod tests {
             "only the 3-hour window reports again: {later:?}"
         );
         assert_eq!(later[0].unmatched_completions, 1);
+    }
+
+    /// Xorshift: the same pseudo-random numbers on every run.
+    fn random(seed: u64) -> impl FnMut() -> u64 {
+        let mut state = seed;
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+
+    #[test]
+    fn reports_do_not_depend_on_the_order_rows_are_labelled_in() {
+        let mut next = random(0x9e37_79b9_7f4a_7c15);
+        // (trip, prediction time, predicted, truth, completion time): several trips share a
+        // prediction time, and the values' sums depend on their order.
+        let trips: Vec<(String, i64, f64, f64, i64)> = (0..600)
+            .map(|i| {
+                let time = (next() % 300) as i64 * MINUTE / 2;
+                let predicted = (next() % 10_000) as f64 / 7.0;
+                let truth = (next() % 10_000) as f64 / 3.0 + 0.1;
+                // Some beyond the label horizon: unmatched.
+                let delay = (next() % 150) as i64 * MINUTE;
+                (format!("trip-{i}"), time, predicted, truth, time + delay)
+            })
+            .collect();
+        let ingest = |op: &mut PerformanceOperator, order: &[(bool, usize)]| {
+            for &(is_prediction, i) in order {
+                let (id, time, predicted, truth, done) = &trips[i];
+                if is_prediction {
+                    predict(op, id, *time, *predicted, (i % 3) as f64);
+                } else {
+                    complete(op, id, *done, *time, *truth);
+                }
+            }
+        };
+        // In time order, predictions first.
+        let specs = ["1h", "30m", "2h/30m"];
+        let mut in_order = operator(&specs, 1);
+        let mut by_time: Vec<usize> = (0..trips.len()).collect();
+        by_time.sort_by_key(|&i| trips[i].1);
+        let order: Vec<(bool, usize)> = by_time
+            .iter()
+            .map(|&i| (true, i))
+            .chain(by_time.iter().map(|&i| (false, i)))
+            .collect();
+        ingest(&mut in_order, &order);
+        // Shuffled: many completions before their predictions, reports taken in between.
+        let mut shuffled = operator(&specs, 1);
+        let mut order = order;
+        for i in (1..order.len()).rev() {
+            order.swap(i, (next() % (i as u64 + 1)) as usize);
+        }
+        let mut latest = BTreeMap::new();
+        for chunk in order.chunks(77) {
+            ingest(&mut shuffled, chunk);
+            for report in shuffled.take_ready(i64::MIN, true) {
+                latest.insert(
+                    (report.spec.size_us, report.spec.step_us, report.start_us),
+                    report,
+                );
+            }
+        }
+        // Revisions count the interim reports; everything else is the same to the bit.
+        let actual: Vec<ReadyPerformance> = latest
+            .into_values()
+            .map(|report| ReadyPerformance {
+                revision: 1,
+                ..report
+            })
+            .collect();
+        let mut expected = in_order.take_ready(i64::MAX, true);
+        expected.sort_by_key(|r| (r.spec.size_us, r.spec.step_us, r.start_us));
+        assert!(expected.len() >= 10, "{} windows", expected.len());
+        assert!(expected.iter().all(|r| r.overall.labelled_rows > 1));
+        assert!(expected.iter().any(|r| r.unmatched_completions > 0));
+        assert_eq!(actual, expected);
+        assert_eq!(format!("{actual:?}"), format!("{expected:?}"));
     }
 
     #[test]
