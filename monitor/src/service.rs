@@ -682,7 +682,20 @@ async fn process(
         let ready = performance.take_ready(watermark, flush);
         emit_performance(outputs, mapping, &mut state.alerts, ready).await?;
         performance.evict(watermark);
-        let (predictions, completions) = performance.waiting();
+    }
+    let joins: Vec<&PerformanceOperator> = match &state.partitioned {
+        Some(partitioned) => partitioned
+            .partitions
+            .values()
+            .filter_map(|p| p.performance.as_ref())
+            .collect(),
+        None => state.performance.iter().collect(),
+    };
+    if !joins.is_empty() {
+        let (predictions, completions) = joins
+            .iter()
+            .map(|join| join.waiting())
+            .fold((0, 0), |(p, c), (more_p, more_c)| (p + more_p, c + more_c));
         metrics::gauge!("streamwatch_monitor_join_waiting", "side" => "predictions")
             .set(predictions as f64);
         metrics::gauge!("streamwatch_monitor_join_waiting", "side" => "completions")
