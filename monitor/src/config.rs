@@ -98,6 +98,27 @@ pub struct WindowedArgs {
     pub update_horizon: String,
 }
 
+/// Model performance, the same for `run` and `merge` (a merger takes its workers' values).
+#[derive(Debug, Clone, Args)]
+pub struct PerformanceArgs {
+    /// Topic of completion events (trip id, completion time, prediction time and the
+    /// target), joined with the scored events for model performance; empty: no performance.
+    /// Scale-out workers need it partitioned like the scored topic (same partition count,
+    /// keyed by trip id); for `merge`, set it to merge the workers' performance too.
+    #[arg(long, env = "MONITOR_COMPLETIONS_TOPIC", default_value = "")]
+    pub completions_topic: String,
+
+    /// Field of completion events holding the target (the spec's `target` overrides it).
+    #[arg(long, env = "MONITOR_TARGET", default_value = "duration_min")]
+    pub target: String,
+
+    /// How long after a prediction its completion may arrive (event time): a window's
+    /// performance is reported once the watermark passes its end plus this; predictions
+    /// without a completion by then count as unlabelled (duration: 30m, 3h).
+    #[arg(long, env = "MONITOR_LABEL_HORIZON", default_value = "3h")]
+    pub label_horizon: String,
+}
+
 /// Options of `monitor run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -135,20 +156,8 @@ pub struct RunArgs {
     #[arg(long, env = "MONITOR_IDLE_TIMEOUT", default_value = "5s")]
     pub idle_timeout: String,
 
-    /// Topic of completion events (trip id, completion time, prediction time and the
-    /// target), joined with the scored events for model performance; empty: no performance.
-    #[arg(long, env = "MONITOR_COMPLETIONS_TOPIC", default_value = "")]
-    pub completions_topic: String,
-
-    /// Field of completion events holding the target (the spec's `target` overrides it).
-    #[arg(long, env = "MONITOR_TARGET", default_value = "duration_min")]
-    pub target: String,
-
-    /// How long after a prediction its completion may arrive (event time): a window's
-    /// performance is reported once the watermark passes its end plus this; predictions
-    /// without a completion by then count as unlabelled.
-    #[arg(long, env = "MONITOR_LABEL_HORIZON", default_value = "3h")]
-    pub label_horizon: String,
+    #[command(flatten)]
+    pub performance: PerformanceArgs,
 
     /// Largest number of events decoded and aggregated as one micro-batch.
     #[arg(long, env = "MONITOR_MAX_BATCH", default_value_t = 8192)]
@@ -184,6 +193,9 @@ pub struct MergeArgs {
         default_value = "metrics.partials"
     )]
     pub partials_topic: String,
+
+    #[command(flatten)]
+    pub performance: PerformanceArgs,
 
     /// Kafka consumer group of the merger (one instance).
     #[arg(long, env = "MONITOR_MERGE_GROUP", default_value = "monitor-merge")]

@@ -1,5 +1,6 @@
 //! `monitor merge`: combines the pane partials of scale-out workers (`crate::partials`) into
-//! windows, evaluates them and publishes the metric rows, as a single monitor would.
+//! windows, evaluates them and publishes the metric rows (drift, and with
+//! `--completions-topic` performance), as a single monitor would.
 
 use std::time::{Duration, Instant};
 
@@ -16,8 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{MergeArgs, Resolved};
 use crate::health::{instance_name, HealthTracker};
-use crate::partials::{Applied, MergeOperator, PartialRecord};
-use crate::service::{emit_windows, prepare_drift, DriftSetup, Outputs};
+use crate::partials::{Applied, MergeOperator, PartialRecord, PerfMergeOperator};
+use crate::service::{
+    emit_performance, emit_windows, prepare_drift, prepare_performance, DriftSetup, Outputs,
+};
 use crate::Result;
 
 /// How long one batch of partials collects before windows are checked.
@@ -41,6 +44,11 @@ pub async fn run(args: MergeArgs, shutdown: CancellationToken) -> Result<()> {
         mut segments,
         mut alerts,
     } = prepare_drift(&resolved, &args.windowed.update_horizon).await?;
+    let mut performance = prepare_performance(&resolved, &args.performance)
+        .await?
+        .map(|(label_horizon, evaluation)| {
+            PerfMergeOperator::new(&mapping.monitor_name, &specs, label_horizon, evaluation)
+        });
     let kafka = args.kafka.clone();
     tokio::task::spawn_blocking(move || kafka.check_reachable(Duration::from_secs(10)))
         .await
@@ -65,6 +73,7 @@ pub async fn run(args: MergeArgs, shutdown: CancellationToken) -> Result<()> {
     let mut next_offsets: FxHashMap<i32, i64> = FxHashMap::default();
     let mut partitions = 0usize;
     let mut partitions_read: Option<Instant> = None;
+    let mut warned_performance = false;
     readiness.set(true);
     tracing::info!(
         topic = %args.partials_topic,
@@ -92,6 +101,9 @@ pub async fn run(args: MergeArgs, shutdown: CancellationToken) -> Result<()> {
                 Ok(count) => {
                     partitions = count;
                     operator.set_partitions(count);
+                    if let Some(performance) = &mut performance {
+                        performance.set_partitions(count);
+                    }
                 }
                 Err(error) => tracing::warn!(%error, "scored topic's partitions unknown"),
             }
@@ -126,26 +138,34 @@ pub async fn run(args: MergeArgs, shutdown: CancellationToken) -> Result<()> {
                         (partition, offset),
                         &mut segments.segmenters,
                     );
-                    if applied == Applied::Incomplete {
-                        tracing::warn!(
-                            partition = partial.partition,
-                            pane_start_us = partial.pane_start_us,
-                            first_offset = partial.first_offset,
-                            "pane partial rebuilt from fewer events than the one kept; kept the complete one"
+                    warn_refused(applied, "pane", partial.partition, partial.pane_start_us);
+                }
+                Ok(PartialRecord::Performance(partial)) => match &mut performance {
+                    Some(performance) => {
+                        let applied = performance.apply(&partial, payload, (partition, offset));
+                        warn_refused(
+                            applied,
+                            "performance",
+                            partial.partition,
+                            partial.pane_start_us,
                         );
-                        metrics::counter!("streamwatch_monitor_incomplete_partials_total")
-                            .increment(1);
                     }
-                    if applied == Applied::Late {
-                        tracing::warn!(
-                            partition = partial.partition,
-                            pane_start_us = partial.pane_start_us,
-                            "pane partial after its windows' update horizon dropped"
-                        );
-                        metrics::counter!("streamwatch_monitor_late_partials_total").increment(1);
+                    None => {
+                        if !warned_performance {
+                            warned_performance = true;
+                            tracing::warn!(
+                                partition = partial.partition,
+                                "performance partials ignored: this merger has no --completions-topic"
+                            );
+                        }
+                    }
+                },
+                Ok(PartialRecord::Progress(progress)) => {
+                    operator.apply_progress(&progress);
+                    if let Some(performance) = &mut performance {
+                        performance.apply_progress(&progress);
                     }
                 }
-                Ok(PartialRecord::Progress(progress)) => operator.apply_progress(&progress),
                 Err(error) => {
                     metrics::counter!("streamwatch_events_failed_total", "stage" => "monitor")
                         .increment(1);
@@ -186,7 +206,22 @@ pub async fn run(args: MergeArgs, shutdown: CancellationToken) -> Result<()> {
             break;
         }
         operator.evict(watermark);
-        store_offsets(&consumer, &args.partials_topic, &operator, &next_offsets);
+        if let Some(performance) = &mut performance {
+            let (watermark, flush) = performance.advance();
+            let ready = performance.take_ready(watermark, flush);
+            if let Err(error) = emit_performance(&outputs, &mapping, &mut alerts, ready).await {
+                result = Err(error);
+                break;
+            }
+            performance.evict(watermark);
+        }
+        store_offsets(
+            &consumer,
+            &args.partials_topic,
+            &operator,
+            performance.as_ref(),
+            &next_offsets,
+        );
         readiness.set(consumer.context().brokers_reachable());
         metrics::gauge!("streamwatch_monitor_open_windows").set(operator.open_windows() as f64);
         metrics::gauge!("streamwatch_monitor_panes").set(operator.partials() as f64);
@@ -196,7 +231,13 @@ pub async fn run(args: MergeArgs, shutdown: CancellationToken) -> Result<()> {
     }
 
     readiness.set(false);
-    store_offsets(&consumer, &args.partials_topic, &operator, &next_offsets);
+    store_offsets(
+        &consumer,
+        &args.partials_topic,
+        &operator,
+        performance.as_ref(),
+        &next_offsets,
+    );
     if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
         tracing::debug!(%error, "final offset commit skipped");
     }
@@ -207,17 +248,55 @@ pub async fn run(args: MergeArgs, shutdown: CancellationToken) -> Result<()> {
     result
 }
 
+/// Logs and counts a partial the merger refused.
+fn warn_refused(applied: Applied, kind: &str, partition: i32, pane_start_us: i64) {
+    match applied {
+        Applied::Incomplete => {
+            tracing::warn!(
+                kind,
+                partition,
+                pane_start_us,
+                "partial rebuilt from fewer events than the one kept; kept the complete one"
+            );
+            metrics::counter!("streamwatch_monitor_incomplete_partials_total").increment(1);
+        }
+        Applied::Late => {
+            tracing::warn!(
+                kind,
+                partition,
+                pane_start_us,
+                "partial after its windows' update or label horizon dropped"
+            );
+            metrics::counter!("streamwatch_monitor_late_partials_total").increment(1);
+        }
+        Applied::Malformed => {
+            tracing::warn!(
+                kind,
+                partition,
+                pane_start_us,
+                "partial does not fit together or has other segment dimensions; dropped"
+            );
+            metrics::counter!("streamwatch_monitor_malformed_partials_total").increment(1);
+        }
+        Applied::Changed | Applied::Unchanged | Applied::Foreign => {}
+    }
+}
+
 /// Stores, per partition of the partials topic, the lowest offset of a partial still kept:
 /// a restarted merger re-reads every partial of an open window.
 fn store_offsets(
     consumer: &StageConsumer,
     topic: &str,
     operator: &MergeOperator,
+    performance: Option<&PerfMergeOperator>,
     next_offsets: &FxHashMap<i32, i64>,
 ) {
     let mut positions = TopicPartitionList::new();
     for (&partition, &next) in next_offsets {
-        let offset = operator.commit_position(partition, next);
+        let mut offset = operator.commit_position(partition, next);
+        if let Some(performance) = performance {
+            offset = performance.commit_position(partition, offset);
+        }
         if let Err(error) = positions.add_partition_offset(topic, partition, Offset::Offset(offset))
         {
             tracing::warn!(%error, partition, "offset position rejected");

@@ -5,15 +5,22 @@
 //! - each pane's exact state for that partition (a *pane partial*: row count, present cells
 //!   per column, the value counts of every monitored column, the same per segment) once the
 //!   partition's watermark has passed the pane's end, and again when a late event changes it;
+//! - with completions, each performance pane's state for that partition (a *performance
+//!   partial*: predictions, the labelled rows with their canonical sort keys, unmatched
+//!   completions; `crate::performance`) once the partition's performance watermark has passed
+//!   the pane's end plus the label horizon, and again when it changes. A worker joins
+//!   partition p of the completions topic with partition p of the scored topic, so the two
+//!   must be co-partitioned (same partition count and key, assigned together);
 //! - the partition's watermark and idleness (*progress*), after the partials it covers were
 //!   acknowledged.
 //!
 //! The merger (`monitor merge`) keeps the latest partial per (window spec, pane, partition),
 //! closes a window when the lowest watermark over all partitions of the scored topic passes
 //! its end, adds up the partials of its panes (value counts add exactly) and evaluates the
-//! window as a single monitor would. A partial is a pure function of the partition's events,
-//! so a partial re-sent after a worker restart or a rebalance replaces an identical one and
-//! changes nothing.
+//! window as a single monitor would; performance windows likewise, on the lowest performance
+//! watermark plus the label horizon, over the partitions' rows put together in canonical
+//! order. A partial is a pure function of the partition's events, so a partial re-sent after
+//! a worker restart or a rebalance replaces an identical one and changes nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
@@ -21,6 +28,7 @@ use std::hash::{Hash, Hasher};
 use rustc_hash::{FxHashMap, FxHasher};
 use serde::{Deserialize, Serialize};
 
+use crate::performance::{PerfEvaluation, PerfPane, ReadyPerformance};
 use crate::segments::Segmenter;
 use crate::window::{assemble_window, Pane, ReadyWindow, WindowSpec};
 
@@ -29,6 +37,7 @@ use crate::window::{assemble_window, Pane, ReadyWindow, WindowSpec};
 #[serde(tag = "record", rename_all = "snake_case")]
 pub enum PartialRecord {
     Pane(PanePartial),
+    Performance(PerfPanePartial),
     Progress(PartitionProgress),
 }
 
@@ -38,6 +47,7 @@ impl PartialRecord {
     pub fn message_key(&self) -> String {
         let (monitor, partition) = match self {
             PartialRecord::Pane(p) => (&p.monitor, p.partition),
+            PartialRecord::Performance(p) => (&p.monitor, p.partition),
             PartialRecord::Progress(p) => (&p.monitor, p.partition),
         };
         format!("{monitor}/{partition}")
@@ -90,6 +100,50 @@ pub struct SegmentState {
     pub pane: PaneState,
 }
 
+/// One performance pane's state from one partition (the same partition of the scored and of
+/// the completions topic: workers read them co-partitioned).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PerfPanePartial {
+    pub monitor: String,
+    pub size_us: i64,
+    pub step_us: i64,
+    pub pane_start_us: i64,
+    pub partition: i32,
+    /// Offsets of the pane's first scored event and first completion in the partition (see
+    /// `PanePartial::first_offset`).
+    pub scored_first_offset: Option<i64>,
+    pub completions_first_offset: Option<i64>,
+    pub pane: PerfPaneState,
+}
+
+/// A performance pane's contents, with segments by name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PerfPaneState {
+    pub predictions: u64,
+    /// Predictions per (dimension, segment name), sorted.
+    pub segment_predictions: Vec<(usize, String, u64)>,
+    /// Per dimension, the segment names of the labelled rows (sorted): rows refer to them by
+    /// index.
+    pub segment_names: Vec<Vec<String>>,
+    pub rows: LabelledRows,
+    /// Completions that labelled none of the pane's predictions.
+    pub unmatched_completions: u64,
+}
+
+/// Labelled rows in canonical order (`crate::performance`), one entry per row in each vector;
+/// values as IEEE-754 bits (exact through JSON).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LabelledRows {
+    pub prediction_times_us: Vec<i64>,
+    /// Hashes of the trip ids.
+    pub trips: Vec<u64>,
+    pub truths: Vec<u64>,
+    pub predicted: Vec<u64>,
+    pub delays_s: Vec<u64>,
+    /// Per dimension, each row's index into `PerfPaneState::segment_names`.
+    pub segments: Vec<Vec<u32>>,
+}
+
 /// A partition's watermark as its worker last computed it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PartitionProgress {
@@ -99,6 +153,13 @@ pub struct PartitionProgress {
     pub watermark_us: i64,
     /// Caught up and silent for the idle timeout: it does not hold windows back.
     pub idle: bool,
+    /// With completions: the lower of the partition's scored and completions watermarks,
+    /// which closes performance panes (`None` from workers without completions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub performance_watermark_us: Option<i64>,
+    /// Both of the partition's topics are idle.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub performance_idle: bool,
     /// The worker instance that sent it (for people reading the topic).
     pub instance: String,
 }
@@ -200,102 +261,60 @@ pub enum Applied {
     Late,
     /// A window spec this merger does not compute, or another monitor's partial.
     Foreign,
+    /// Its contents do not fit together or do not fit this merger's segments: refused.
+    Malformed,
 }
 
-struct StoredPartial {
-    pane: Pane,
+struct StoredPartial<P> {
+    pane: P,
     digest: u64,
-    first_offset: Option<i64>,
+    /// Offsets of the pane's first event per topic the partial covers.
+    first_offsets: [Option<i64>; 2],
     /// Where it is in the partials topic: (partition, offset).
     position: (i32, i64),
 }
 
-struct MergeSpec {
+/// A partial about to be kept: where it belongs and what identifies its contents.
+struct Incoming<'a> {
+    pane_start_us: i64,
+    partition: i32,
+    payload: &'a [u8],
+    first_offsets: [Option<i64>; 2],
+    position: (i32, i64),
+}
+
+struct MergeSpec<P> {
     spec: WindowSpec,
     /// pane index → scored partition → its latest partial.
-    panes: BTreeMap<i64, BTreeMap<i32, StoredPartial>>,
+    panes: BTreeMap<i64, BTreeMap<i32, StoredPartial<P>>>,
     pending: BTreeSet<i64>,
     revisions: BTreeMap<i64, u32>,
 }
 
-/// The merger's state: the latest partial per pane and partition, and each partition's
-/// progress.
-pub struct MergeOperator {
-    monitor: String,
-    specs: Vec<MergeSpec>,
-    columns: usize,
-    horizon_us: i64,
-    progress: BTreeMap<i32, (i64, bool)>,
-    /// Partitions of the scored topic: windows wait until each has reported.
-    partitions: usize,
-    current: i64,
-    column_ids: FxHashMap<String, u32>,
-}
-
-impl MergeOperator {
-    pub fn new(monitor: &str, specs: &[WindowSpec], columns: usize, horizon_us: i64) -> Self {
+impl<P> MergeSpec<P> {
+    fn new(spec: WindowSpec) -> Self {
         Self {
-            monitor: monitor.to_owned(),
-            specs: specs
-                .iter()
-                .map(|spec| MergeSpec {
-                    spec: *spec,
-                    panes: BTreeMap::new(),
-                    pending: BTreeSet::new(),
-                    revisions: BTreeMap::new(),
-                })
-                .collect(),
-            columns,
-            horizon_us,
-            progress: BTreeMap::new(),
-            partitions: 0,
-            current: i64::MIN,
-            column_ids: FxHashMap::default(),
+            spec,
+            panes: BTreeMap::new(),
+            pending: BTreeSet::new(),
+            revisions: BTreeMap::new(),
         }
     }
 
-    /// The scored topic's partition count (from the broker's metadata).
-    pub fn set_partitions(&mut self, partitions: usize) {
-        self.partitions = partitions;
-    }
-
-    /// Scored partitions that have reported progress.
-    pub fn reported_partitions(&self) -> usize {
-        self.progress.len()
-    }
-
-    /// Keeps a pane partial read at `position` of the partials topic; `payload` is its
-    /// message (equal payloads are equal states).
-    pub fn apply_pane(
+    /// Keeps a partial (its pane made by `build`, `None` when malformed) unless every window
+    /// of its pane is closed at `watermark` (windows close `horizon` after their end), it
+    /// equals the kept one, or it was built from fewer events.
+    fn keep(
         &mut self,
-        partial: &PanePartial,
-        payload: &[u8],
-        position: (i32, i64),
-        segmenters: &mut [Segmenter],
+        incoming: Incoming,
+        watermark: i64,
+        horizon: i64,
+        build: impl FnOnce() -> Option<P>,
     ) -> Applied {
-        let horizon = self.horizon_us;
-        // The partition's own progress counts too: a worker restarted from committed offsets
-        // starts with a low watermark and would rebuild panes it had evicted from the events
-        // after those offsets alone; they are past the horizon of the partition's windows.
-        let own = self
-            .progress
-            .get(&partial.partition)
-            .map_or(i64::MIN, |(watermark, _)| *watermark);
-        let watermark = self.current.max(own);
-        let Some(state) = self
-            .specs
-            .iter_mut()
-            .find(|s| s.spec.size_us == partial.size_us && s.spec.step_us == partial.step_us)
-        else {
-            return Applied::Foreign;
-        };
-        if partial.monitor != self.monitor {
-            return Applied::Foreign;
-        }
-        let spec = state.spec;
+        let spec = self.spec;
         let open =
             |start: i64| start.saturating_add(spec.size_us).saturating_add(horizon) > watermark;
-        let pane_index = spec.pane_of(partial.pane_start_us);
+        let pane_index = spec.pane_of(incoming.pane_start_us);
         let windows: Vec<i64> = spec
             .windows_of_pane(pane_index)
             .filter(|s| open(*s))
@@ -305,60 +324,139 @@ impl MergeOperator {
         }
         let digest = {
             let mut hasher = FxHasher::default();
-            payload.hash(&mut hasher);
+            incoming.payload.hash(&mut hasher);
             hasher.finish()
         };
-        let by_partition = state.panes.entry(pane_index).or_default();
-        if let Some(kept) = by_partition.get_mut(&partial.partition) {
+        let by_partition = self.panes.entry(pane_index).or_default();
+        if let Some(kept) = by_partition.get(&incoming.partition) {
             if kept.digest == digest {
                 // The first copy's position stays the commit point: a restarted merger re-reads
                 // it before the progress records that would make a later copy look late.
                 return Applied::Unchanged;
             }
-            if let (Some(kept_first), Some(first)) = (kept.first_offset, partial.first_offset) {
-                if first > kept_first {
-                    return Applied::Incomplete;
-                }
+            let later = kept
+                .first_offsets
+                .iter()
+                .zip(&incoming.first_offsets)
+                .any(|(kept, first)| matches!((kept, first), (Some(k), Some(f)) if f > k));
+            if later {
+                return Applied::Incomplete;
             }
         }
-        let column_ids = &mut self.column_ids;
-        let mut column_id = |name: &str| -> u32 {
-            let next = column_ids.len() as u32;
-            *column_ids.entry(name.to_owned()).or_insert(next)
+        let Some(pane) = build() else {
+            return Applied::Malformed;
         };
-        let pane = partial
-            .pane
-            .to_pane(self.columns, &mut column_id, segmenters);
         by_partition.insert(
-            partial.partition,
+            incoming.partition,
             StoredPartial {
                 pane,
                 digest,
-                first_offset: partial.first_offset,
-                position,
+                first_offsets: incoming.first_offsets,
+                position: incoming.position,
             },
         );
-        state.pending.extend(windows);
+        self.pending.extend(windows);
         Applied::Changed
     }
 
-    pub fn apply_progress(&mut self, progress: &PartitionProgress) {
-        if progress.monitor != self.monitor {
-            return;
+    /// Pending windows the watermark closed (all when `flush`), with their panes' partials
+    /// (panes in time order) and the revision they would be reported with.
+    fn take_closed(
+        &mut self,
+        watermark: i64,
+        horizon: i64,
+        flush: bool,
+    ) -> Vec<(i64, u32, Vec<Vec<&P>>)> {
+        let spec = self.spec;
+        let starts: Vec<i64> = self
+            .pending
+            .iter()
+            .copied()
+            .filter(|start| {
+                flush || start.saturating_add(spec.size_us).saturating_add(horizon) <= watermark
+            })
+            .collect();
+        let mut closed = Vec::new();
+        for start in starts {
+            self.pending.remove(&start);
+            let first = spec.pane_of(start);
+            let panes: Vec<Vec<&P>> = self
+                .panes
+                .range(first..first + spec.size_us / spec.step_us)
+                .map(|(_, partitions)| partitions.values().map(|p| &p.pane).collect())
+                .collect();
+            let revision = self.revisions.get(&start).copied().unwrap_or(0) + 1;
+            closed.push((start, revision, panes));
         }
-        let entry = self
-            .progress
-            .entry(progress.partition)
-            .or_insert((i64::MIN, false));
-        // A partition's watermark never moves back (a restarted worker starts low again).
-        entry.0 = entry.0.max(progress.watermark_us);
-        entry.1 = progress.idle;
+        closed
     }
 
-    /// The merged watermark, and whether every partition is idle (then open windows are
-    /// reported early, as a single monitor does). It waits until every partition of the
-    /// scored topic has reported.
-    pub fn advance(&mut self) -> (i64, bool) {
+    /// Drops panes no window can take any more.
+    fn evict(&mut self, watermark: i64, horizon: i64) {
+        let spec = self.spec;
+        let closed =
+            |start: i64| start.saturating_add(spec.size_us).saturating_add(horizon) <= watermark;
+        self.panes.retain(|pane, _| !closed(pane * spec.step_us));
+        self.revisions.retain(|start, _| !closed(*start));
+    }
+
+    fn partials(&self) -> impl Iterator<Item = &StoredPartial<P>> {
+        self.panes.values().flat_map(BTreeMap::values)
+    }
+}
+
+/// The lowest offset of a kept partial in a partition of the partials topic, or `next`.
+fn commit_position<'a, P: 'a>(
+    specs: impl Iterator<Item = &'a MergeSpec<P>>,
+    partition: i32,
+    next: i64,
+) -> i64 {
+    specs
+        .flat_map(MergeSpec::partials)
+        .filter(|p| p.position.0 == partition)
+        .map(|p| p.position.1)
+        .min()
+        .map_or(next, |lowest| lowest.min(next))
+}
+
+/// The merged watermark: the lowest over the scored topic's partitions of the watermarks
+/// their workers reported.
+struct MergedWatermark {
+    progress: BTreeMap<i32, (i64, bool)>,
+    /// Partitions of the scored topic: windows wait until each has reported.
+    partitions: usize,
+    current: i64,
+}
+
+impl MergedWatermark {
+    fn new() -> Self {
+        Self {
+            progress: BTreeMap::new(),
+            partitions: 0,
+            current: i64::MIN,
+        }
+    }
+
+    fn report(&mut self, partition: i32, watermark: i64, idle: bool) {
+        let entry = self.progress.entry(partition).or_insert((i64::MIN, false));
+        // A partition's watermark never moves back (a restarted worker starts low again).
+        entry.0 = entry.0.max(watermark);
+        entry.1 = idle;
+    }
+
+    /// The merged watermark, or the partition's own when that is higher: a worker restarted
+    /// from committed offsets starts with a low watermark and would rebuild panes it had
+    /// evicted from the events after those offsets alone; they are past the horizon of the
+    /// partition's windows.
+    fn for_partition(&self, partition: i32) -> i64 {
+        let own = self
+            .progress
+            .get(&partition)
+            .map_or(i64::MIN, |(watermark, _)| *watermark);
+        self.current.max(own)
+    }
+
+    fn advance(&mut self) -> (i64, bool) {
         if self.partitions == 0 || self.progress.len() < self.partitions {
             return (self.current, false);
         }
@@ -376,6 +474,91 @@ impl MergeOperator {
             None => (self.current, true),
         }
     }
+}
+
+/// The merger's state: the latest partial per pane and partition, and each partition's
+/// progress.
+pub struct MergeOperator {
+    monitor: String,
+    specs: Vec<MergeSpec<Pane>>,
+    columns: usize,
+    horizon_us: i64,
+    watermark: MergedWatermark,
+    column_ids: FxHashMap<String, u32>,
+}
+
+impl MergeOperator {
+    pub fn new(monitor: &str, specs: &[WindowSpec], columns: usize, horizon_us: i64) -> Self {
+        Self {
+            monitor: monitor.to_owned(),
+            specs: specs.iter().map(|spec| MergeSpec::new(*spec)).collect(),
+            columns,
+            horizon_us,
+            watermark: MergedWatermark::new(),
+            column_ids: FxHashMap::default(),
+        }
+    }
+
+    /// The scored topic's partition count (from the broker's metadata).
+    pub fn set_partitions(&mut self, partitions: usize) {
+        self.watermark.partitions = partitions;
+    }
+
+    /// Scored partitions that have reported progress.
+    pub fn reported_partitions(&self) -> usize {
+        self.watermark.progress.len()
+    }
+
+    /// Keeps a pane partial read at `position` of the partials topic; `payload` is its
+    /// message (equal payloads are equal states).
+    pub fn apply_pane(
+        &mut self,
+        partial: &PanePartial,
+        payload: &[u8],
+        position: (i32, i64),
+        segmenters: &mut [Segmenter],
+    ) -> Applied {
+        let watermark = self.watermark.for_partition(partial.partition);
+        let Some(state) = self
+            .specs
+            .iter_mut()
+            .find(|s| s.spec.size_us == partial.size_us && s.spec.step_us == partial.step_us)
+        else {
+            return Applied::Foreign;
+        };
+        if partial.monitor != self.monitor {
+            return Applied::Foreign;
+        }
+        let incoming = Incoming {
+            pane_start_us: partial.pane_start_us,
+            partition: partial.partition,
+            payload,
+            first_offsets: [partial.first_offset, None],
+            position,
+        };
+        let (columns, column_ids) = (self.columns, &mut self.column_ids);
+        state.keep(incoming, watermark, self.horizon_us, || {
+            let mut column_id = |name: &str| -> u32 {
+                let next = column_ids.len() as u32;
+                *column_ids.entry(name.to_owned()).or_insert(next)
+            };
+            Some(partial.pane.to_pane(columns, &mut column_id, segmenters))
+        })
+    }
+
+    pub fn apply_progress(&mut self, progress: &PartitionProgress) {
+        if progress.monitor == self.monitor {
+            self.watermark
+                .report(progress.partition, progress.watermark_us, progress.idle);
+        }
+    }
+
+    /// The merged watermark, and whether every partition is idle (then open windows are
+    /// reported early, as a single monitor does). It waits until every partition of the
+    /// scored topic has reported.
+    pub fn advance(&mut self) -> (i64, bool) {
+        self.watermark.advance()
+    }
 
     /// Windows whose end the watermark passed (every pending one when `flush`), merged
     /// over their panes and partitions.
@@ -383,54 +566,30 @@ impl MergeOperator {
         let mut ready = Vec::new();
         for state in &mut self.specs {
             let spec = state.spec;
-            let starts: Vec<i64> = state
-                .pending
-                .iter()
-                .copied()
-                .filter(|start| flush || start.saturating_add(spec.size_us) <= watermark)
-                .collect();
-            for start in starts {
-                state.pending.remove(&start);
-                let first = spec.pane_of(start);
-                let panes: Vec<&Pane> = state
-                    .panes
-                    .range(first..first + spec.size_us / spec.step_us)
-                    .flat_map(|(_, partitions)| partitions.values().map(|p| &p.pane))
-                    .collect();
-                let revision = state.revisions.get(&start).copied().unwrap_or(0) + 1;
+            let mut reported = Vec::new();
+            for (start, revision, panes) in state.take_closed(watermark, 0, flush) {
+                let panes: Vec<&Pane> = panes.into_iter().flatten().collect();
                 if let Some(window) = assemble_window(spec, start, revision, &panes, self.columns) {
-                    state.revisions.insert(start, revision);
+                    reported.push((start, revision));
                     ready.push(window);
                 }
             }
+            state.revisions.extend(reported);
         }
         ready
     }
 
     /// Drops panes no window can take any more.
     pub fn evict(&mut self, watermark: i64) {
-        let horizon = self.horizon_us;
         for state in &mut self.specs {
-            let spec = state.spec;
-            let closed = |start: i64| {
-                start.saturating_add(spec.size_us).saturating_add(horizon) <= watermark
-            };
-            state.panes.retain(|pane, _| !closed(pane * spec.step_us));
-            state.revisions.retain(|start, _| !closed(*start));
+            state.evict(watermark, self.horizon_us);
         }
     }
 
     /// The offset to commit in a partition of the partials topic: the lowest one of a kept
     /// partial, or `next`.
     pub fn commit_position(&self, partition: i32, next: i64) -> i64 {
-        self.specs
-            .iter()
-            .flat_map(|s| s.panes.values())
-            .flat_map(|partitions| partitions.values())
-            .filter(|p| p.position.0 == partition)
-            .map(|p| p.position.1)
-            .min()
-            .map_or(next, |lowest| lowest.min(next))
+        commit_position(self.specs.iter(), partition, next)
     }
 
     /// Windows waiting to be reported.
@@ -440,11 +599,134 @@ impl MergeOperator {
 
     /// Pane partials kept.
     pub fn partials(&self) -> usize {
-        self.specs
-            .iter()
-            .flat_map(|s| s.panes.values())
-            .map(BTreeMap::len)
-            .sum()
+        self.specs.iter().map(|s| s.partials().count()).sum()
+    }
+}
+
+/// The merger's performance state: the latest performance partial per pane and partition,
+/// and each partition's performance watermark. Windows close when the lowest of those passes
+/// their end plus the label horizon and are evaluated over the partitions' labelled rows
+/// together, in canonical order: the single instance's numbers.
+pub struct PerfMergeOperator {
+    monitor: String,
+    specs: Vec<MergeSpec<PerfPane>>,
+    /// The label horizon.
+    horizon_us: i64,
+    evaluation: PerfEvaluation,
+    watermark: MergedWatermark,
+}
+
+impl PerfMergeOperator {
+    pub fn new(
+        monitor: &str,
+        specs: &[WindowSpec],
+        horizon_us: i64,
+        evaluation: PerfEvaluation,
+    ) -> Self {
+        Self {
+            monitor: monitor.to_owned(),
+            specs: specs.iter().map(|spec| MergeSpec::new(*spec)).collect(),
+            horizon_us,
+            evaluation,
+            watermark: MergedWatermark::new(),
+        }
+    }
+
+    /// The scored (and completions) topic's partition count.
+    pub fn set_partitions(&mut self, partitions: usize) {
+        self.watermark.partitions = partitions;
+    }
+
+    /// Keeps a performance partial read at `position` of the partials topic.
+    pub fn apply(
+        &mut self,
+        partial: &PerfPanePartial,
+        payload: &[u8],
+        position: (i32, i64),
+    ) -> Applied {
+        let watermark = self.watermark.for_partition(partial.partition);
+        let Some(state) = self
+            .specs
+            .iter_mut()
+            .find(|s| s.spec.size_us == partial.size_us && s.spec.step_us == partial.step_us)
+        else {
+            return Applied::Foreign;
+        };
+        if partial.monitor != self.monitor {
+            return Applied::Foreign;
+        }
+        let incoming = Incoming {
+            pane_start_us: partial.pane_start_us,
+            partition: partial.partition,
+            payload,
+            first_offsets: [
+                partial.scored_first_offset,
+                partial.completions_first_offset,
+            ],
+            position,
+        };
+        let segmenters = &mut self.evaluation.segmenters;
+        state.keep(incoming, watermark, self.horizon_us, || {
+            PerfPane::from_state(&partial.pane, segmenters)
+        })
+    }
+
+    pub fn apply_progress(&mut self, progress: &PartitionProgress) {
+        if let (true, Some(watermark)) = (
+            progress.monitor == self.monitor,
+            progress.performance_watermark_us,
+        ) {
+            self.watermark
+                .report(progress.partition, watermark, progress.performance_idle);
+        }
+    }
+
+    /// The merged performance watermark, and whether every partition is idle.
+    pub fn advance(&mut self) -> (i64, bool) {
+        self.watermark.advance()
+    }
+
+    /// Windows whose end plus the label horizon the watermark passed (every pending one when
+    /// `flush`), with their performance over all partitions.
+    pub fn take_ready(&mut self, watermark: i64, flush: bool) -> Vec<ReadyPerformance> {
+        let mut ready = Vec::new();
+        for state in &mut self.specs {
+            let spec = state.spec;
+            let mut reported = Vec::new();
+            for (start, revision, panes) in state.take_closed(watermark, self.horizon_us, flush) {
+                let merged: Vec<PerfPane> = panes
+                    .into_iter()
+                    .map(|partitions| {
+                        PerfPane::merged(partitions, self.evaluation.segmenters.len())
+                    })
+                    .collect();
+                let panes: Vec<&PerfPane> = merged.iter().collect();
+                if let Some(mut report) = self.evaluation.window(spec, start, &panes) {
+                    report.revision = revision;
+                    reported.push((start, revision));
+                    ready.push(report);
+                }
+            }
+            state.revisions.extend(reported);
+        }
+        ready
+    }
+
+    /// Drops panes no window can take any more.
+    pub fn evict(&mut self, watermark: i64) {
+        for state in &mut self.specs {
+            state.evict(watermark, self.horizon_us);
+        }
+    }
+
+    /// See [`MergeOperator::commit_position`].
+    pub fn commit_position(&self, partition: i32, next: i64) -> i64 {
+        commit_position(self.specs.iter(), partition, next)
+    }
+
+    /// Windows waiting to be reported.
+    pub fn open_windows(&self) -> usize {
+        self.specs.iter().map(|s| s.pending.len()).sum()
     }
 }
 
@@ -453,7 +735,9 @@ mod tests {
     use super::*;
     use crate::decode::DecodedEvent;
     use crate::evaluate::WindowData;
+    use crate::performance::{Completion, PerformanceOperator, Position, Prediction};
     use crate::window::{MicroBatch, WindowOperator};
+    use streamwatch_common::spec::PerformanceSpec;
 
     const HOUR: i64 = 3_600_000_000;
     const PARTITIONS: i32 = 3;
@@ -626,6 +910,8 @@ mod tests {
                 partition,
                 watermark_us: watermark,
                 idle: true,
+                performance_watermark_us: None,
+                performance_idle: false,
                 instance: "test".into(),
             });
         }
@@ -639,6 +925,297 @@ mod tests {
         merged.sort();
         assert!(expected.len() > 100, "{} windows", expected.len());
         assert_eq!(merged, expected);
+    }
+
+    /// A trip's events on one partition: its prediction and its completion, either possibly
+    /// missing.
+    enum TripEvent {
+        Prediction(Prediction),
+        Completion(Completion),
+    }
+
+    /// (partition, offset, trip id, event), per partition in event-time order.
+    fn trip_events() -> Vec<(i32, i64, String, TripEvent)> {
+        const MINUTE: i64 = 60_000_000;
+        let mut state = 0x853c_49e6_748f_ea9bu64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut events: Vec<(i32, i64, String, TripEvent)> = Vec::new();
+        for trip in 0..1_500 {
+            let partition = (next() % PARTITIONS as u64) as i32;
+            let id = format!("trip-{trip}");
+            let time = trip * 3 * MINUTE + (next() % 120) as i64 * MINUTE / 60;
+            let kind = next() % 20;
+            if kind != 0 {
+                // Zones 0..4 as the segment column; a few predictions without a value.
+                let value = (kind != 1).then(|| (next() % 5_000) as f64 / 7.0);
+                let zone = (next() % 4) as f64;
+                events.push((
+                    partition,
+                    time,
+                    id.clone(),
+                    TripEvent::Prediction(Prediction {
+                        time_us: time,
+                        value,
+                        segments: vec![zone as u32],
+                    }),
+                ));
+            }
+            if kind != 2 {
+                // Some truths come after the label horizon (2 h).
+                let delay = (next() % 150) as i64 * MINUTE;
+                events.push((
+                    partition,
+                    time + delay,
+                    id,
+                    TripEvent::Completion(Completion {
+                        time_us: time + delay,
+                        prediction_time_us: time,
+                        truth: Some((next() % 3_000) as f64 / 3.0),
+                    }),
+                ));
+            }
+        }
+        events.sort_by_key(|(partition, time, _, _)| (*partition, *time));
+        let mut offsets = [0i64; PARTITIONS as usize];
+        events
+            .into_iter()
+            .map(|(partition, _, id, event)| {
+                let offset = offsets[partition as usize];
+                offsets[partition as usize] += 1;
+                (partition, offset, id, event)
+            })
+            .collect()
+    }
+
+    fn performance_operator() -> PerformanceOperator {
+        let settings = PerformanceSpec {
+            min_segment_rows: 3,
+            fairness_band: [0.8, 1.25],
+        };
+        let segmenters = vec![Segmenter::by_value("zone", 1)];
+        PerformanceOperator::new(&specs(), 2 * HOUR, settings, segmenters)
+    }
+
+    /// Feeds one event; segments are classified by the operator (its own ids).
+    fn feed(
+        op: &mut PerformanceOperator,
+        partition: i32,
+        offset: i64,
+        id: &str,
+        event: &TripEvent,
+    ) {
+        match event {
+            TripEvent::Prediction(prediction) => {
+                let zone = prediction.segments[0] as f64;
+                let segments = op.classify(&[prediction.value, Some(zone)]);
+                let prediction = Prediction {
+                    segments,
+                    ..prediction.clone()
+                };
+                let position = Position {
+                    topic: 0,
+                    partition,
+                };
+                op.predict(id, prediction, position, offset, i64::MIN);
+            }
+            TripEvent::Completion(completion) => {
+                let position = Position {
+                    topic: 1,
+                    partition,
+                };
+                op.complete(id, *completion, position, offset, i64::MIN);
+            }
+        }
+    }
+
+    fn by_window(mut reports: Vec<ReadyPerformance>) -> Vec<ReadyPerformance> {
+        reports.sort_by_key(|r| (r.spec.size_us, r.spec.step_us, r.start_us));
+        reports
+    }
+
+    #[test]
+    fn merged_performance_partials_equal_a_single_instance() {
+        let events = trip_events();
+        // The single instance reads the partitions interleaved in another order.
+        let mut single = performance_operator();
+        let mut interleaved: Vec<&(i32, i64, String, TripEvent)> = events.iter().collect();
+        interleaved.sort_by_key(|(partition, offset, _, _)| (*offset, -partition));
+        for (partition, offset, id, event) in interleaved {
+            feed(&mut single, *partition, *offset, id, event);
+        }
+        let expected = by_window(single.take_ready(i64::MAX, true));
+
+        let evaluation = PerfEvaluation {
+            settings: PerformanceSpec {
+                min_segment_rows: 3,
+                fairness_band: [0.8, 1.25],
+            },
+            segmenters: vec![Segmenter::by_value("zone", 1)],
+            error_bounds: None,
+        };
+        let mut merger = PerfMergeOperator::new("m", &specs(), 2 * HOUR, evaluation);
+        merger.set_partitions(PARTITIONS as usize);
+        let mut position = 0;
+        let mut apply = |merger: &mut PerfMergeOperator, partials: Vec<PerfPanePartial>| {
+            for partial in partials {
+                let payload = serde_json::to_vec(&PartialRecord::Performance(partial)).unwrap();
+                let PartialRecord::Performance(decoded) = serde_json::from_slice(&payload).unwrap()
+                else {
+                    panic!("a performance record");
+                };
+                let applied = merger.apply(&decoded, &payload, (0, position));
+                assert!(
+                    matches!(applied, Applied::Changed | Applied::Unchanged),
+                    "{applied:?}"
+                );
+                position += 1;
+            }
+        };
+        for partition in 0..PARTITIONS {
+            let mut worker = performance_operator().exporting_panes();
+            let mine: Vec<_> = events.iter().filter(|e| e.0 == partition).collect();
+            let (mut scored, mut completed) = (i64::MIN, i64::MIN);
+            for chunk in mine.chunks(29) {
+                for (partition, offset, id, event) in chunk {
+                    feed(&mut worker, *partition, *offset, id, event);
+                    match event {
+                        TripEvent::Prediction(p) => scored = scored.max(p.time_us),
+                        TripEvent::Completion(c) => completed = completed.max(c.time_us),
+                    }
+                }
+                let watermark = scored.min(completed);
+                apply(
+                    &mut merger,
+                    worker.take_partials("m", partition, watermark, false),
+                );
+            }
+            // The end of the stream: everything waiting expires, every changed pane goes out.
+            apply(
+                &mut merger,
+                worker.take_partials("m", partition, i64::MAX, true),
+            );
+            assert_eq!(
+                merger.advance(),
+                (i64::MIN, false),
+                "waits for every partition"
+            );
+            merger.apply_progress(&PartitionProgress {
+                monitor: "m".into(),
+                partition,
+                watermark_us: i64::MAX,
+                idle: true,
+                performance_watermark_us: Some(i64::MAX),
+                performance_idle: true,
+                instance: "test".into(),
+            });
+        }
+        let (watermark, flush) = merger.advance();
+        assert!(flush);
+        let merged = by_window(merger.take_ready(watermark, flush));
+        assert!(expected.len() > 100, "{} windows", expected.len());
+        assert!(expected.iter().any(|r| r.unmatched_completions > 0));
+        assert!(expected
+            .iter()
+            .any(|r| r.segments.iter().any(|s| s.too_small)));
+        assert!(expected
+            .iter()
+            .all(|r| r.overall.labelled_rows < r.overall.predictions));
+        assert_eq!(merged, expected);
+        assert_eq!(format!("{merged:?}"), format!("{expected:?}"));
+    }
+
+    #[test]
+    fn performance_partials_are_checked_and_older_progress_records_still_decode() {
+        let old = r#"{"record":"progress","monitor":"m","partition":2,"watermark_us":5,"idle":false,"instance":"w"}"#;
+        let PartialRecord::Progress(progress) = serde_json::from_str(old).unwrap() else {
+            panic!("a progress record");
+        };
+        assert_eq!(
+            (progress.performance_watermark_us, progress.performance_idle),
+            (None, false)
+        );
+
+        let evaluation = PerfEvaluation {
+            settings: PerformanceSpec::default(),
+            segmenters: vec![Segmenter::by_value("zone", 1)],
+            error_bounds: None,
+        };
+        let spec = WindowSpec::parse("1h").unwrap();
+        let mut merger = PerfMergeOperator::new("m", &[spec], HOUR, evaluation);
+        merger.set_partitions(1);
+        let row = |truth: f64| LabelledRows {
+            prediction_times_us: vec![60],
+            trips: vec![7],
+            truths: vec![truth.to_bits()],
+            predicted: vec![1.5f64.to_bits()],
+            delays_s: vec![30f64.to_bits()],
+            segments: vec![vec![0]],
+        };
+        let partial = PerfPanePartial {
+            monitor: "m".into(),
+            size_us: HOUR,
+            step_us: HOUR,
+            pane_start_us: 0,
+            partition: 0,
+            scored_first_offset: Some(4),
+            completions_first_offset: Some(9),
+            pane: PerfPaneState {
+                predictions: 1,
+                segment_predictions: vec![(0, "74".into(), 1)],
+                segment_names: vec![vec!["74".into()]],
+                rows: row(2.0),
+                unmatched_completions: 0,
+            },
+        };
+        let payload = serde_json::to_vec(&partial).unwrap();
+        assert_eq!(merger.apply(&partial, &payload, (0, 0)), Applied::Changed);
+        assert_eq!(merger.apply(&partial, &payload, (0, 1)), Applied::Unchanged);
+        // Rebuilt without the partition's first completion: the complete state stays.
+        let mut partly = partial.clone();
+        partly.completions_first_offset = Some(10);
+        partly.pane.rows = LabelledRows::default();
+        partly.pane.segment_names.clear();
+        let payload = serde_json::to_vec(&partly).unwrap();
+        assert_eq!(merger.apply(&partly, &payload, (0, 2)), Applied::Incomplete);
+        // A row pointing past the segment names, or a column short of a row.
+        let mut broken = partial.clone();
+        broken.pane.rows.segments = vec![vec![1]];
+        let payload = serde_json::to_vec(&broken).unwrap();
+        assert_eq!(merger.apply(&broken, &payload, (0, 3)), Applied::Malformed);
+        broken.pane.rows = row(3.0);
+        broken.pane.rows.trips.clear();
+        let payload = serde_json::to_vec(&broken).unwrap();
+        assert_eq!(merger.apply(&broken, &payload, (0, 4)), Applied::Malformed);
+
+        // Windows close on the performance watermark plus the label horizon.
+        let progress = |performance_watermark_us| PartitionProgress {
+            monitor: "m".into(),
+            partition: 0,
+            watermark_us: 10 * HOUR,
+            idle: false,
+            performance_watermark_us,
+            performance_idle: false,
+            instance: "w".into(),
+        };
+        merger.apply_progress(&progress(None));
+        assert_eq!(merger.advance(), (i64::MIN, false), "no performance yet");
+        merger.apply_progress(&progress(Some(2 * HOUR - 1)));
+        let (watermark, flush) = merger.advance();
+        assert!(merger.take_ready(watermark, flush).is_empty());
+        merger.apply_progress(&progress(Some(2 * HOUR)));
+        let (watermark, flush) = merger.advance();
+        let ready = merger.take_ready(watermark, flush);
+        assert_eq!(ready.len(), 1);
+        assert_eq!((ready[0].revision, ready[0].overall.labelled_rows), (1, 1));
+        assert_eq!(ready[0].overall.metrics.as_ref().unwrap().mae, 0.5);
+        assert_eq!(merger.commit_position(0, 99), 0);
+        merger.evict(watermark);
+        assert_eq!(merger.commit_position(0, 99), 99);
     }
 
     #[test]
@@ -676,6 +1253,8 @@ mod tests {
             partition: 0,
             watermark_us,
             idle: false,
+            performance_watermark_us: None,
+            performance_idle: false,
             instance: "w".into(),
         };
         merger.apply_progress(&progress(HOUR));

@@ -9,7 +9,10 @@
 //!
 //! Rows are kept per pane (as the drift panes are), so sliding windows merge panes and the
 //! sums run over the window's rows in numpy's pairwise order: the numbers equal
-//! scikit-learn's.
+//! scikit-learn's. The rows are summed in a canonical order — by the prediction's event
+//! time, then by a hash of the trip id (`RowKey`) — not in the order they were joined, so the
+//! same predictions and completions give the same numbers to the bit however they were
+//! interleaved, batched or replayed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
@@ -22,6 +25,7 @@ use streamwatch_common::spec::PerformanceSpec;
 use streamwatch_stats::{pairwise_sum, Distribution};
 
 use crate::outliers::OutlierBounds;
+use crate::partials::{LabelledRows, PerfPanePartial, PerfPaneState};
 use crate::segments::Segmenter;
 use crate::window::WindowSpec;
 
@@ -54,33 +58,228 @@ pub struct Position {
     pub partition: i32,
 }
 
-#[derive(Debug, Default)]
-struct PerfPane {
+/// A labelled row's place in its window's canonical order: by the prediction's event time,
+/// then by the trip id's hash. Rows are summed in this order, so a window's numbers do not
+/// depend on the order the joins happened in (partition interleaving, batching, restarts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct RowKey {
+    prediction_time_us: i64,
+    trip: u64,
+}
+
+#[derive(Debug, Default, Clone)]
+pub(crate) struct PerfPane {
     /// Predictions of the pane, overall and per (dimension, segment id).
     predictions: u64,
     segment_predictions: FxHashMap<(usize, u32), u64>,
+    /// The labelled rows, one entry per row in each vector; in canonical order (`RowKey`,
+    /// then the values' bits) unless `unsorted`.
+    keys: Vec<RowKey>,
     truths: Vec<f64>,
     predicted: Vec<f64>,
     delays_s: Vec<f64>,
     /// Segment ids of each labelled row, one vector per dimension.
     segments: Vec<Vec<u32>>,
+    /// Rows were added since the pane was last sorted.
+    unsorted: bool,
     unmatched_completions: u64,
     first_offsets: FxHashMap<Position, i64>,
 }
 
 impl PerfPane {
+    /// Puts the labelled rows in canonical order. Equal keys (the same trip twice) are
+    /// ordered by their values, so any two orders of the same rows sort to the same one.
+    fn sort_rows(&mut self) {
+        if !self.unsorted {
+            return;
+        }
+        let mut order: Vec<usize> = (0..self.keys.len()).collect();
+        order.sort_unstable_by_key(|&i| {
+            (
+                self.keys[i],
+                self.truths[i].to_bits(),
+                self.predicted[i].to_bits(),
+                self.delays_s[i].to_bits(),
+            )
+        });
+        fn permute<T: Copy>(values: &mut Vec<T>, order: &[usize]) {
+            if !values.is_empty() {
+                *values = order.iter().map(|&i| values[i]).collect();
+            }
+        }
+        permute(&mut self.keys, &order);
+        permute(&mut self.truths, &order);
+        permute(&mut self.predicted, &order);
+        permute(&mut self.delays_s, &order);
+        for column in &mut self.segments {
+            permute(column, &order);
+        }
+        self.unsorted = false;
+    }
+
+    /// The pane as a worker exports it, segments by name (`crate::partials`); rows must be
+    /// sorted.
+    fn state(&self, segmenters: &[Segmenter]) -> PerfPaneState {
+        let name = |dimension: usize, id: u32| segmenters[dimension].name_of(id).to_owned();
+        let mut segment_predictions: Vec<(usize, String, u64)> = self
+            .segment_predictions
+            .iter()
+            .map(|(&(dimension, id), &count)| (dimension, name(dimension, id), count))
+            .collect();
+        segment_predictions.sort_unstable();
+        let mut segment_names = Vec::new();
+        let mut segments = Vec::new();
+        for (dimension, ids) in self.segments.iter().enumerate() {
+            let names: BTreeMap<String, u32> =
+                ids.iter().map(|id| (name(dimension, *id), *id)).collect();
+            let index: FxHashMap<u32, u32> = names
+                .values()
+                .enumerate()
+                .map(|(index, id)| (*id, index as u32))
+                .collect();
+            segments.push(ids.iter().map(|id| index[id]).collect());
+            segment_names.push(names.into_keys().collect());
+        }
+        let bits = |values: &[f64]| values.iter().map(|v| v.to_bits()).collect();
+        PerfPaneState {
+            predictions: self.predictions,
+            segment_predictions,
+            segment_names,
+            rows: LabelledRows {
+                prediction_times_us: self.keys.iter().map(|k| k.prediction_time_us).collect(),
+                trips: self.keys.iter().map(|k| k.trip).collect(),
+                truths: bits(&self.truths),
+                predicted: bits(&self.predicted),
+                delays_s: bits(&self.delays_s),
+                segments,
+            },
+            unmatched_completions: self.unmatched_completions,
+        }
+    }
+
+    /// A worker's pane back, with this process's segment ids; `None` when its vectors do not
+    /// fit together or its dimensions are not `segmenters`'.
+    pub(crate) fn from_state(state: &PerfPaneState, segmenters: &mut [Segmenter]) -> Option<Self> {
+        let rows = &state.rows;
+        let count = rows.truths.len();
+        let fits = [
+            rows.prediction_times_us.len(),
+            rows.trips.len(),
+            rows.predicted.len(),
+            rows.delays_s.len(),
+        ]
+        .iter()
+        .all(|len| *len == count)
+            && rows.segments.len() == state.segment_names.len()
+            && (count == 0 || state.segment_names.len() == segmenters.len())
+            && rows
+                .segments
+                .iter()
+                .zip(&state.segment_names)
+                .all(|(column, names)| {
+                    column.len() == count && column.iter().all(|i| (*i as usize) < names.len())
+                })
+            && state
+                .segment_predictions
+                .iter()
+                .all(|(dimension, _, _)| *dimension < segmenters.len());
+        if !fits {
+            return None;
+        }
+        let mut pane = PerfPane {
+            predictions: state.predictions,
+            unmatched_completions: state.unmatched_completions,
+            unsorted: true,
+            ..Default::default()
+        };
+        for (dimension, name, count) in &state.segment_predictions {
+            let id = segmenters[*dimension].intern(name.clone());
+            *pane
+                .segment_predictions
+                .entry((*dimension, id))
+                .or_default() += count;
+        }
+        pane.keys = rows
+            .prediction_times_us
+            .iter()
+            .zip(&rows.trips)
+            .map(|(&prediction_time_us, &trip)| RowKey {
+                prediction_time_us,
+                trip,
+            })
+            .collect();
+        let values = |bits: &[u64]| bits.iter().map(|b| f64::from_bits(*b)).collect();
+        pane.truths = values(&rows.truths);
+        pane.predicted = values(&rows.predicted);
+        pane.delays_s = values(&rows.delays_s);
+        pane.segments = rows
+            .segments
+            .iter()
+            .zip(&state.segment_names)
+            .zip(segmenters.iter_mut())
+            .map(|((column, names), segmenter)| {
+                let ids: Vec<u32> = names
+                    .iter()
+                    .map(|name| segmenter.intern(name.clone()))
+                    .collect();
+                column.iter().map(|i| ids[*i as usize]).collect()
+            })
+            .collect();
+        pane.sort_rows();
+        Some(pane)
+    }
+
+    /// One pane of the partitions' panes together, its rows in canonical order.
+    pub(crate) fn merged(parts: Vec<&PerfPane>, dimensions: usize) -> Self {
+        let mut pane = PerfPane {
+            unsorted: true,
+            ..Default::default()
+        };
+        for part in parts {
+            pane.predictions += part.predictions;
+            for (segment, count) in &part.segment_predictions {
+                *pane.segment_predictions.entry(*segment).or_default() += count;
+            }
+            pane.keys.extend(&part.keys);
+            pane.truths.extend(&part.truths);
+            pane.predicted.extend(&part.predicted);
+            pane.delays_s.extend(&part.delays_s);
+            if !part.keys.is_empty() {
+                pane.segments.resize_with(dimensions, Vec::new);
+                for (column, part_column) in pane.segments.iter_mut().zip(&part.segments) {
+                    column.extend(part_column);
+                }
+            }
+            pane.unmatched_completions += part.unmatched_completions;
+        }
+        pane.sort_rows();
+        pane
+    }
+
     fn hold(&mut self, position: Position, offset: i64) {
         let first = self.first_offsets.entry(position).or_insert(offset);
         *first = (*first).min(offset);
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct PerfSpecState {
     spec: WindowSpec,
     panes: BTreeMap<i64, PerfPane>,
     pending: BTreeSet<i64>,
     revisions: BTreeMap<i64, u32>,
+    /// Panes changed since they were last exported (only when exporting panes).
+    dirty: Option<BTreeSet<i64>>,
+}
+
+impl PerfSpecState {
+    /// A pane changed: its windows are reported (or the pane exported) again.
+    fn touch(&mut self, pane_index: i64) {
+        self.pending.extend(self.spec.windows_of_pane(pane_index));
+        if let Some(dirty) = &mut self.dirty {
+            dirty.insert(pane_index);
+        }
+    }
 }
 
 /// A prediction waiting for its truth (its pane holds its offset).
@@ -113,20 +312,28 @@ pub struct ReadyPerformance {
 }
 
 /// The join of predictions with completions, and the performance panes.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct PerformanceOperator {
     specs: Vec<PerfSpecState>,
     horizon_us: i64,
-    settings: PerformanceSpec,
-    pub segmenters: Vec<Segmenter>,
+    evaluation: PerfEvaluation,
     predictions: FxHashMap<u64, WaitingPrediction>,
     completions: FxHashMap<u64, WaitingCompletion>,
     /// Ids to expire, by bucket of the time they expire after.
     expiry: BTreeMap<i64, Vec<u64>>,
     /// Completions dropped because their prediction's window was already reported and evicted.
     pub late_completions: u64,
+}
+
+/// How a window's performance is evaluated from its panes, the same in a single instance
+/// and in the merger.
+#[derive(Debug, Clone)]
+pub struct PerfEvaluation {
+    pub settings: PerformanceSpec,
+    /// Every segment dimension; segment ids are local to a process, names are not.
+    pub segmenters: Vec<Segmenter>,
     /// The reference errors' outlier bounds, when the reference has the target.
-    error_bounds: Option<OutlierBounds>,
+    pub error_bounds: Option<OutlierBounds>,
 }
 
 fn id_hash(id: &str) -> u64 {
@@ -151,28 +358,40 @@ impl PerformanceOperator {
                     panes: BTreeMap::new(),
                     pending: BTreeSet::new(),
                     revisions: BTreeMap::new(),
+                    dirty: None,
                 })
                 .collect(),
             horizon_us,
-            settings,
-            segmenters,
+            evaluation: PerfEvaluation {
+                settings,
+                segmenters,
+                error_bounds: None,
+            },
             predictions: FxHashMap::default(),
             completions: FxHashMap::default(),
             expiry: BTreeMap::new(),
             late_completions: 0,
-            error_bounds: None,
         }
+    }
+
+    /// For a scale-out worker: keeps track of changed panes for `take_partials`.
+    pub fn exporting_panes(mut self) -> Self {
+        for state in &mut self.specs {
+            state.dirty = Some(BTreeSet::new());
+        }
+        self
     }
 
     /// Reports, per window, the share of errors outside these bounds of the reference's.
     pub fn with_error_bounds(mut self, bounds: Option<OutlierBounds>) -> Self {
-        self.error_bounds = bounds;
+        self.evaluation.error_bounds = bounds;
         self
     }
 
     /// The segment ids of an event whose counted column values are `values`.
     pub fn classify(&mut self, values: &[Option<f64>]) -> Vec<u32> {
-        self.segmenters
+        self.evaluation
+            .segmenters
             .iter_mut()
             .map(|s| s.classify(values.get(s.column).copied().flatten()))
             .collect()
@@ -202,6 +421,7 @@ impl PerformanceOperator {
         let id = id_hash(trip_id);
         if let Some(waiting) = self.completions.remove(&id) {
             self.join(
+                id,
                 &prediction,
                 &waiting.completion,
                 waiting.position,
@@ -226,7 +446,7 @@ impl PerformanceOperator {
     ) -> bool {
         let id = id_hash(trip_id);
         if let Some(waiting) = self.predictions.remove(&id) {
-            self.join(&waiting.prediction, &completion, position, offset);
+            self.join(id, &waiting.prediction, &completion, position, offset);
             return true;
         }
         let time = completion.prediction_time_us;
@@ -302,9 +522,7 @@ impl PerformanceOperator {
                     .or_default() += 1;
             }
             pane.hold(position, offset);
-            for start in spec.windows_of_pane(pane_index) {
-                state.pending.insert(start);
-            }
+            state.touch(pane_index);
         }
         counted
     }
@@ -314,13 +532,14 @@ impl PerformanceOperator {
     /// counts as an unmatched completion.
     fn join(
         &mut self,
+        id: u64,
         prediction: &Prediction,
         completion: &Completion,
         position: Position,
         offset: i64,
     ) {
         if completion.time_us - prediction.time_us <= self.horizon_us {
-            self.label(prediction, completion, position, offset);
+            self.label(id, prediction, completion, position, offset);
             return;
         }
         for state in &mut self.specs {
@@ -328,15 +547,14 @@ impl PerformanceOperator {
             if let Some(pane) = state.panes.get_mut(&pane_index) {
                 pane.unmatched_completions += 1;
                 pane.hold(position, offset);
-                for start in state.spec.windows_of_pane(pane_index) {
-                    state.pending.insert(start);
-                }
+                state.touch(pane_index);
             }
         }
     }
 
     fn label(
         &mut self,
+        id: u64,
         prediction: &Prediction,
         completion: &Completion,
         position: Position,
@@ -346,7 +564,11 @@ impl PerformanceOperator {
             return;
         };
         let delay_s = (completion.time_us - prediction.time_us) as f64 / 1e6;
-        let dimensions = self.segmenters.len();
+        let dimensions = self.evaluation.segmenters.len();
+        let key = RowKey {
+            prediction_time_us: prediction.time_us,
+            trip: id,
+        };
         for state in &mut self.specs {
             let spec = state.spec;
             let pane_index = spec.pane_of(prediction.time_us);
@@ -354,6 +576,7 @@ impl PerformanceOperator {
             let Some(pane) = state.panes.get_mut(&pane_index) else {
                 continue;
             };
+            pane.keys.push(key);
             pane.truths.push(truth);
             pane.predicted.push(predicted);
             pane.delays_s.push(delay_s);
@@ -361,10 +584,9 @@ impl PerformanceOperator {
             for (column, segment) in pane.segments.iter_mut().zip(&prediction.segments) {
                 column.push(*segment);
             }
+            pane.unsorted = true;
             pane.hold(position, offset);
-            for start in spec.windows_of_pane(pane_index) {
-                state.pending.insert(start);
-            }
+            state.touch(pane_index);
         }
     }
 
@@ -379,11 +601,10 @@ impl PerformanceOperator {
                 if let Some(waiting) = self.completions.remove(&id) {
                     let time = waiting.completion.prediction_time_us;
                     for state in &mut self.specs {
-                        if let Some(pane) = state.panes.get_mut(&state.spec.pane_of(time)) {
+                        let pane_index = state.spec.pane_of(time);
+                        if let Some(pane) = state.panes.get_mut(&pane_index) {
                             pane.unmatched_completions += 1;
-                            for start in state.spec.windows_of_pane(state.spec.pane_of(time)) {
-                                state.pending.insert(start);
-                            }
+                            state.touch(pane_index);
                         }
                     }
                 }
@@ -407,6 +628,10 @@ impl PerformanceOperator {
                     flush_all || s.saturating_add(spec.size_us).saturating_add(horizon) <= watermark
                 })
                 .collect();
+            self.specs[index]
+                .panes
+                .values_mut()
+                .for_each(PerfPane::sort_rows);
             for start in starts {
                 self.specs[index].pending.remove(&start);
                 let Some(mut report) = self.window_report(index, start) else {
@@ -421,6 +646,65 @@ impl PerformanceOperator {
         ready
     }
 
+    /// Scale-out worker owning `partition` of both topics: each pane changed since it was
+    /// last exported, once the watermark has passed its end plus the label horizon (every
+    /// changed one when `flush`), as that partition's partial; windows the watermark closed
+    /// stop counting as pending.
+    pub(crate) fn take_partials(
+        &mut self,
+        monitor: &str,
+        partition: i32,
+        watermark: i64,
+        flush: bool,
+    ) -> Vec<PerfPanePartial> {
+        self.expire(watermark);
+        let horizon = self.horizon_us;
+        let first_offset = |pane: &PerfPane, topic: u8| {
+            pane.first_offsets
+                .get(&Position { topic, partition })
+                .copied()
+        };
+        let mut partials = Vec::new();
+        for state in &mut self.specs {
+            let spec = state.spec;
+            let Some(dirty) = &mut state.dirty else {
+                continue;
+            };
+            let done: Vec<i64> = dirty
+                .iter()
+                .copied()
+                .filter(|pane| {
+                    flush
+                        || (pane + 1)
+                            .saturating_mul(spec.step_us)
+                            .saturating_add(horizon)
+                            <= watermark
+                })
+                .collect();
+            for pane_index in done {
+                dirty.remove(&pane_index);
+                let Some(pane) = state.panes.get_mut(&pane_index) else {
+                    continue;
+                };
+                pane.sort_rows();
+                partials.push(PerfPanePartial {
+                    monitor: monitor.to_owned(),
+                    size_us: spec.size_us,
+                    step_us: spec.step_us,
+                    pane_start_us: pane_index * spec.step_us,
+                    partition,
+                    scored_first_offset: first_offset(pane, 0),
+                    completions_first_offset: first_offset(pane, 1),
+                    pane: pane.state(&self.evaluation.segmenters),
+                });
+            }
+            state.pending.retain(|start| {
+                !flush && start.saturating_add(spec.size_us).saturating_add(horizon) > watermark
+            });
+        }
+        partials
+    }
+
     fn window_report(&self, index: usize, start: i64) -> Option<ReadyPerformance> {
         let state = &self.specs[index];
         let spec = state.spec;
@@ -430,12 +714,59 @@ impl PerformanceOperator {
             .range(first..first + spec.size_us / spec.step_us)
             .map(|(_, p)| p)
             .collect();
+        self.evaluation.window(spec, start, &panes)
+    }
+
+    /// Drops panes and revisions of windows the watermark passed beyond the label horizon.
+    pub fn evict(&mut self, watermark: i64) {
+        let horizon = self.horizon_us;
+        for state in &mut self.specs {
+            let spec = state.spec;
+            let closed = |start: i64| {
+                start.saturating_add(spec.size_us).saturating_add(horizon) <= watermark
+            };
+            // A pane is needed while its last window (the one starting at the pane) is open.
+            state.panes.retain(|pane, _| !closed(pane * spec.step_us));
+            state.revisions.retain(|start, _| !closed(*start));
+        }
+    }
+
+    /// Lowest offset any kept pane still needs at `position`, or `next` when none does.
+    pub fn commit_position(&self, position: Position, next: i64) -> i64 {
+        self.specs
+            .iter()
+            .flat_map(|s| s.panes.values())
+            .filter_map(|pane| pane.first_offsets.get(&position).copied())
+            .min()
+            .map_or(next, |lowest| lowest.min(next))
+    }
+
+    /// Predictions waiting for their truth, and completions waiting for their prediction.
+    pub fn waiting(&self) -> (usize, usize) {
+        (self.predictions.len(), self.completions.len())
+    }
+
+    /// Panes held in memory.
+    pub fn panes(&self) -> usize {
+        self.specs.iter().map(|s| s.panes.len()).sum()
+    }
+}
+
+impl PerfEvaluation {
+    /// A window's performance from its panes (in time order, each with its rows sorted),
+    /// or `None` when it has neither predictions nor completions.
+    pub(crate) fn window(
+        &self,
+        spec: WindowSpec,
+        start: i64,
+        panes: &[&PerfPane],
+    ) -> Option<ReadyPerformance> {
         let predictions: u64 = panes.iter().map(|p| p.predictions).sum();
         let unmatched: u64 = panes.iter().map(|p| p.unmatched_completions).sum();
         if predictions == 0 && unmatched == 0 {
             return None;
         }
-        let rows = Rows::gather(&panes, None);
+        let rows = Rows::gather(panes, None);
         let overall = rows.stats(predictions, 1);
         let error_outliers = self.error_bounds.map(|bounds| {
             let errors: Vec<f64> = rows
@@ -450,7 +781,7 @@ impl PerformanceOperator {
         let mut segments = Vec::new();
         for (dimension, segmenter) in self.segmenters.iter().enumerate() {
             let mut ids: BTreeMap<&str, u32> = BTreeMap::new();
-            for pane in &panes {
+            for pane in panes {
                 for (d, id) in pane.segment_predictions.keys() {
                     if *d == dimension {
                         ids.insert(segmenter.name_of(*id), *id);
@@ -467,7 +798,7 @@ impl PerformanceOperator {
                             .unwrap_or(0)
                     })
                     .sum();
-                let rows = Rows::gather(&panes, Some((dimension, id)));
+                let rows = Rows::gather(panes, Some((dimension, id)));
                 let labelled = rows.truths.len() as u64;
                 let too_small = labelled < self.settings.min_segment_rows.max(1);
                 let stats = rows.stats(predictions, self.settings.min_segment_rows.max(1));
@@ -511,40 +842,6 @@ impl PerformanceOperator {
             error_outliers,
         })
     }
-
-    /// Drops panes and revisions of windows the watermark passed beyond the label horizon.
-    pub fn evict(&mut self, watermark: i64) {
-        let horizon = self.horizon_us;
-        for state in &mut self.specs {
-            let spec = state.spec;
-            let closed = |start: i64| {
-                start.saturating_add(spec.size_us).saturating_add(horizon) <= watermark
-            };
-            // A pane is needed while its last window (the one starting at the pane) is open.
-            state.panes.retain(|pane, _| !closed(pane * spec.step_us));
-            state.revisions.retain(|start, _| !closed(*start));
-        }
-    }
-
-    /// Lowest offset any kept pane still needs at `position`, or `next` when none does.
-    pub fn commit_position(&self, position: Position, next: i64) -> i64 {
-        self.specs
-            .iter()
-            .flat_map(|s| s.panes.values())
-            .filter_map(|pane| pane.first_offsets.get(&position).copied())
-            .min()
-            .map_or(next, |lowest| lowest.min(next))
-    }
-
-    /// Predictions waiting for their truth, and completions waiting for their prediction.
-    pub fn waiting(&self) -> (usize, usize) {
-        (self.predictions.len(), self.completions.len())
-    }
-
-    /// Panes held in memory.
-    pub fn panes(&self) -> usize {
-        self.specs.iter().map(|s| s.panes.len()).sum()
-    }
 }
 
 /// How far a ratio is from 1, symmetric in r and 1/r.
@@ -556,7 +853,8 @@ fn unfairness(ratio: f64) -> f64 {
     }
 }
 
-/// Labelled rows of a window (or of one segment of it), in pane order.
+/// Labelled rows of a window (or of one segment of it), in canonical order: panes in time
+/// order, each sorted (`PerfPane::sort_rows`).
 #[derive(Debug, Default)]
 struct Rows {
     truths: Vec<f64>,
@@ -832,6 +1130,86 @@ mod tests {
             "only the 3-hour window reports again: {later:?}"
         );
         assert_eq!(later[0].unmatched_completions, 1);
+    }
+
+    /// Xorshift: the same pseudo-random numbers on every run.
+    fn random(seed: u64) -> impl FnMut() -> u64 {
+        let mut state = seed;
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+
+    #[test]
+    fn reports_do_not_depend_on_the_order_rows_are_labelled_in() {
+        let mut next = random(0x9e37_79b9_7f4a_7c15);
+        // (trip, prediction time, predicted, truth, completion time): several trips share a
+        // prediction time, and the values' sums depend on their order.
+        let trips: Vec<(String, i64, f64, f64, i64)> = (0..600)
+            .map(|i| {
+                let time = (next() % 300) as i64 * MINUTE / 2;
+                let predicted = (next() % 10_000) as f64 / 7.0;
+                let truth = (next() % 10_000) as f64 / 3.0 + 0.1;
+                // Some beyond the label horizon: unmatched.
+                let delay = (next() % 150) as i64 * MINUTE;
+                (format!("trip-{i}"), time, predicted, truth, time + delay)
+            })
+            .collect();
+        let ingest = |op: &mut PerformanceOperator, order: &[(bool, usize)]| {
+            for &(is_prediction, i) in order {
+                let (id, time, predicted, truth, done) = &trips[i];
+                if is_prediction {
+                    predict(op, id, *time, *predicted, (i % 3) as f64);
+                } else {
+                    complete(op, id, *done, *time, *truth);
+                }
+            }
+        };
+        // In time order, predictions first.
+        let specs = ["1h", "30m", "2h/30m"];
+        let mut in_order = operator(&specs, 1);
+        let mut by_time: Vec<usize> = (0..trips.len()).collect();
+        by_time.sort_by_key(|&i| trips[i].1);
+        let order: Vec<(bool, usize)> = by_time
+            .iter()
+            .map(|&i| (true, i))
+            .chain(by_time.iter().map(|&i| (false, i)))
+            .collect();
+        ingest(&mut in_order, &order);
+        // Shuffled: many completions before their predictions, reports taken in between.
+        let mut shuffled = operator(&specs, 1);
+        let mut order = order;
+        for i in (1..order.len()).rev() {
+            order.swap(i, (next() % (i as u64 + 1)) as usize);
+        }
+        let mut latest = BTreeMap::new();
+        for chunk in order.chunks(77) {
+            ingest(&mut shuffled, chunk);
+            for report in shuffled.take_ready(i64::MIN, true) {
+                latest.insert(
+                    (report.spec.size_us, report.spec.step_us, report.start_us),
+                    report,
+                );
+            }
+        }
+        // Revisions count the interim reports; everything else is the same to the bit.
+        let actual: Vec<ReadyPerformance> = latest
+            .into_values()
+            .map(|report| ReadyPerformance {
+                revision: 1,
+                ..report
+            })
+            .collect();
+        let mut expected = in_order.take_ready(i64::MAX, true);
+        expected.sort_by_key(|r| (r.spec.size_us, r.spec.step_us, r.start_us));
+        assert!(expected.len() >= 10, "{} windows", expected.len());
+        assert!(expected.iter().all(|r| r.overall.labelled_rows > 1));
+        assert!(expected.iter().any(|r| r.unmatched_completions > 0));
+        assert_eq!(actual, expected);
+        assert_eq!(format!("{actual:?}"), format!("{expected:?}"));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use rustc_hash::FxHashMap;
 use streamwatch_common::deadletter::{DeadLetters, Origin};
 use streamwatch_common::events::{AlertEvent, MetricsRecord};
-use streamwatch_common::kafka::StageConsumer;
+use streamwatch_common::kafka::{KafkaArgs, StageConsumer};
 use streamwatch_common::telemetry::{
     serve_admin, Readiness, EVENTS_IN_TOTAL, EVENTS_OUT_TOTAL, PROCESSING_SECONDS,
 };
@@ -20,14 +20,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alerts::{check_windows, Alerts};
 use crate::batch::{reference_errors, reference_from_parquet};
-use crate::config::{Resolved, RunArgs};
+use crate::config::{PerformanceArgs, Resolved, RunArgs};
 use crate::decode::{decode_completion, DecodedEvent, Decoder};
 use crate::evaluate::{evaluate, ReferenceColumn};
 use crate::health::{instance_name, Gauges, HealthTracker};
 use crate::mapping::ColumnMapping;
 use crate::outliers::OutlierBounds;
 use crate::partials::{PanePartial, PaneState, PartialRecord, PartitionProgress};
-use crate::performance::{PerformanceOperator, Position, Prediction};
+use crate::performance::{
+    PerfEvaluation, PerformanceOperator, Position, Prediction, ReadyPerformance,
+};
 use crate::report::{late_events, metric_row, performance_report};
 use crate::segments::{segment_drift, SegmentReference, Segmenter};
 use crate::window::{
@@ -128,6 +130,71 @@ pub(crate) async fn prepare_drift(resolved: &Resolved, update_horizon: &str) -> 
     })
 }
 
+/// What evaluating performance needs (`run` and `merge`): the label horizon (microseconds)
+/// and how windows are evaluated; `None` without a completions topic.
+pub(crate) async fn prepare_performance(
+    resolved: &Resolved,
+    args: &PerformanceArgs,
+) -> Result<Option<(i64, PerfEvaluation)>> {
+    if args.completions_topic.is_empty() {
+        return Ok(None);
+    }
+    let mapping = &resolved.mapping;
+    let counted = mapping.counted_columns();
+    let segmenters = resolved
+        .segments
+        .iter()
+        .map(|segment| Segmenter::new(segment, &counted))
+        .collect::<Result<Vec<_>>>()?;
+    let label_horizon = parse_duration(&args.label_horizon)?;
+    let target = resolved.target.as_deref().unwrap_or(&args.target);
+    let errors = reference_errors(&resolved.reference, mapping.prediction(), target).await?;
+    let error_bounds =
+        errors.and_then(|e| OutlierBounds::new(&e.without_infinite(), mapping.outlier_quantiles));
+    Ok(Some((
+        label_horizon,
+        PerfEvaluation {
+            settings: resolved.performance.clone(),
+            segmenters,
+            error_bounds,
+        },
+    )))
+}
+
+/// Scale-out workers join the completions of partition p with the predictions of partition
+/// p: both topics must have the same partition count (and be keyed by trip id with the same
+/// partitioner, as the scorer and the producer are).
+async fn check_co_partitioned(
+    kafka: &KafkaArgs,
+    scored_topic: &str,
+    args: &PerformanceArgs,
+) -> Result<()> {
+    let (kafka, scored, completions) = (
+        kafka.clone(),
+        scored_topic.to_owned(),
+        args.completions_topic.clone(),
+    );
+    let timeout = Duration::from_secs(10);
+    let (scored_partitions, completions_partitions) =
+        tokio::task::spawn_blocking(move || -> Result<_> {
+            Ok((
+                kafka.partition_count(&scored, timeout)?,
+                kafka.partition_count(&completions, timeout)?,
+            ))
+        })
+        .await
+        .expect("metadata probe does not panic")?;
+    if scored_partitions == 0 || scored_partitions != completions_partitions {
+        return Err(MonitorError::Config(format!(
+            "--partials-topic with --completions-topic needs both topics with the same number \
+             of partitions (a worker joins partition p of one with partition p of the other): \
+             {scored_topic} has {scored_partitions}, {} has {completions_partitions}",
+            args.completions_topic
+        )));
+    }
+    Ok(())
+}
+
 /// Runs the monitor until `shutdown` fires; then stores and commits offsets and returns.
 pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
     let readiness = Readiness::default();
@@ -148,51 +215,48 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
         "0" | "0s" => None,
         text => Some(Duration::from_micros(parse_duration(text)? as u64)),
     };
-    if !args.partials_topic.is_empty() && !args.completions_topic.is_empty() {
-        return Err(MonitorError::Config(
-            "--partials-topic (scale-out workers) does not combine model performance yet: \
-             run the completions join in a single instance without it"
-                .into(),
-        ));
-    }
     let counted = mapping.counted_columns();
+    let scale_out = !args.partials_topic.is_empty();
 
     let kafka = args.kafka.clone();
     tokio::task::spawn_blocking(move || kafka.check_reachable(Duration::from_secs(10)))
         .await
         .expect("connectivity probe does not panic")?;
     let mut topics = vec![args.windowed.input_topic.as_str()];
-    let performance = if args.completions_topic.is_empty() {
-        None
-    } else {
-        topics.push(&args.completions_topic);
-        let segmenters = resolved
-            .segments
-            .iter()
-            .map(|segment| Segmenter::new(segment, &counted))
-            .collect::<Result<Vec<_>>>()?;
-        let label_horizon = parse_duration(&args.label_horizon)?;
-        let target = resolved.target.as_deref().unwrap_or(&args.target);
-        let errors = reference_errors(&resolved.reference, mapping.prediction(), target).await?;
-        let error_bounds = errors
-            .and_then(|e| OutlierBounds::new(&e.without_infinite(), mapping.outlier_quantiles));
-        Some(
+    let performance = prepare_performance(&resolved, &args.performance)
+        .await?
+        .map(|(label_horizon, evaluation)| {
             PerformanceOperator::new(
                 &specs,
                 label_horizon,
-                resolved.performance.clone(),
-                segmenters,
+                evaluation.settings,
+                evaluation.segmenters,
             )
-            .with_error_bounds(error_bounds),
-        )
+            .with_error_bounds(evaluation.error_bounds)
+        });
+    let mut kafka = args.kafka.clone();
+    if performance.is_some() {
+        topics.push(&args.performance.completions_topic);
+        if scale_out {
+            check_co_partitioned(&args.kafka, &args.windowed.input_topic, &args.performance)
+                .await?;
+            // Range assigns each topic's partitions by index, so with equal counts a worker
+            // owns partition p of both topics: a trip's prediction and truth meet.
+            kafka.extra_config =
+                format!("{},partition.assignment.strategy=range", kafka.extra_config);
+        }
+    }
+    // A worker joins per partition (`PartitionedWindows`), a single instance over all.
+    let (performance, partition_performance) = if scale_out {
+        (None, performance.map(PerformanceOperator::exporting_panes))
+    } else {
+        (performance, None)
     };
     let target = resolved
         .target
         .clone()
-        .unwrap_or_else(|| args.target.clone());
-    let consumer = args
-        .kafka
-        .stage_consumer("monitor", &args.group, &topics, true)?;
+        .unwrap_or_else(|| args.performance.target.clone());
+    let consumer = kafka.stage_consumer("monitor", &args.group, &topics, true)?;
     let producer = args.kafka.producer()?;
     let dead_letters = DeadLetters::new(
         producer.clone(),
@@ -204,7 +268,7 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
         topic: args.windowed.output_topic.clone(),
     };
     let dimensions = segments.segmenters.len();
-    let partitioned = (!args.partials_topic.is_empty()).then(|| PartitionedWindows {
+    let partitioned = scale_out.then(|| PartitionedWindows {
         outputs: Outputs {
             producer: producer.clone(),
             topic: args.partials_topic.clone(),
@@ -213,6 +277,7 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
         columns: counted.len(),
         horizon,
         dimensions,
+        performance: partition_performance,
         partitions: FxHashMap::default(),
     });
     readiness.set(true);
@@ -315,6 +380,8 @@ struct PartitionedWindows {
     columns: usize,
     horizon: i64,
     dimensions: usize,
+    /// With completions: a new partition's join (no state yet).
+    performance: Option<PerformanceOperator>,
     partitions: FxHashMap<i32, PartitionWindows>,
 }
 
@@ -324,6 +391,12 @@ struct PartitionWindows {
     /// The partition's watermark as last exported, and whether it was idle.
     watermark: i64,
     idle: bool,
+    /// The join of the partition's predictions with its completions (partition p of both
+    /// topics), with its watermark (the lower of the two topics') and idleness as last
+    /// exported.
+    performance: Option<PerformanceOperator>,
+    performance_watermark: i64,
+    performance_idle: bool,
     /// When progress was last published (a heartbeat even when nothing changes, so a
     /// restarted merger learns every partition's watermark).
     reported_at: Option<Instant>,
@@ -334,8 +407,13 @@ const PROGRESS_HEARTBEAT: Duration = Duration::from_secs(1);
 
 impl PartitionedWindows {
     fn partition(&mut self, partition: i32) -> &mut PartitionWindows {
-        let (specs, columns, horizon, dimensions) =
-            (&self.specs, self.columns, self.horizon, self.dimensions);
+        let (specs, columns, horizon, dimensions, performance) = (
+            &self.specs,
+            self.columns,
+            self.horizon,
+            self.dimensions,
+            &self.performance,
+        );
         self.partitions
             .entry(partition)
             .or_insert_with(|| PartitionWindows {
@@ -345,6 +423,9 @@ impl PartitionedWindows {
                 batch: MicroBatch::default(),
                 watermark: i64::MIN,
                 idle: false,
+                performance: performance.clone(),
+                performance_watermark: i64::MIN,
+                performance_idle: false,
                 reported_at: None,
             })
     }
@@ -486,14 +567,26 @@ fn take_scored(
     if let Some(millis) = published_ms {
         batch.set_published_ms(millis);
     }
-    if let (Some(performance), Some(id)) = (&mut state.performance, &state.event.trip_id) {
+    let Some(id) = &state.event.trip_id else {
+        return Ok(());
+    };
+    let (performance, watermark) = match &mut state.partitioned {
+        Some(partitioned) => {
+            let part = partitioned.partition(position.partition);
+            (part.performance.as_mut(), part.performance_watermark)
+        }
+        None => (
+            state.performance.as_mut(),
+            performance_watermark(state.watermarks.current(), &state.completion_marks),
+        ),
+    };
+    if let Some(performance) = performance {
         let prediction = Prediction {
             time_us: time,
             // The prediction is the first counted column.
             value: state.event.values.first().copied().flatten(),
             segments: performance.classify(&state.event.values),
         };
-        let watermark = performance_watermark(state.watermarks.current(), &state.completion_marks);
         if !performance.predict(id, prediction, position, offset, watermark) {
             metrics::counter!("streamwatch_monitor_late_predictions_total").increment(1);
         }
@@ -512,17 +605,28 @@ fn take_completion(
     state
         .completion_marks
         .observe(position.partition, completion.time_us, Instant::now());
+    let (operator, performance, watermark) = match &mut state.partitioned {
+        Some(partitioned) => {
+            let part = partitioned.partition(position.partition);
+            (
+                &mut part.operator,
+                part.performance.as_mut(),
+                part.performance_watermark,
+            )
+        }
+        None => (
+            &mut state.operator,
+            state.performance.as_mut(),
+            performance_watermark(state.watermarks.current(), &state.completion_marks),
+        ),
+    };
     // A completion replayed twice must not count twice.
     let key = format!("{id}\u{0}completion");
-    if state
-        .operator
-        .is_duplicate(&key, completion.prediction_time_us)
-    {
+    if operator.is_duplicate(&key, completion.prediction_time_us) {
         metrics::counter!("streamwatch_monitor_duplicates_total").increment(1);
         return Ok(());
     }
-    if let Some(performance) = &mut state.performance {
-        let watermark = performance_watermark(state.watermarks.current(), &state.completion_marks);
+    if let Some(performance) = performance {
         if performance.complete(&id, completion, position, offset, watermark) {
             metrics::counter!("streamwatch_monitor_completions_total").increment(1);
         } else {
@@ -575,18 +679,23 @@ async fn process(
         } else {
             watermark
         };
-        for ready in performance.take_ready(watermark, flush) {
-            let report = performance_report(mapping, ready);
-            let (key, labelled) = (report.window.message_key(), report.overall.labelled_rows);
-            let mae = report.overall.metrics.as_ref().map(|m| m.mae);
-            let transitions = state.alerts.on_performance(&report);
-            outputs.publish(&MetricsRecord::Performance(report)).await?;
-            publish_alerts(outputs, transitions).await?;
-            metrics::counter!("streamwatch_monitor_performance_reports_total").increment(1);
-            tracing::info!(window = %key, labelled, mae, "performance emitted");
-        }
+        let ready = performance.take_ready(watermark, flush);
+        emit_performance(outputs, mapping, &mut state.alerts, ready).await?;
         performance.evict(watermark);
-        let (predictions, completions) = performance.waiting();
+    }
+    let joins: Vec<&PerformanceOperator> = match &state.partitioned {
+        Some(partitioned) => partitioned
+            .partitions
+            .values()
+            .filter_map(|p| p.performance.as_ref())
+            .collect(),
+        None => state.performance.iter().collect(),
+    };
+    if !joins.is_empty() {
+        let (predictions, completions) = joins
+            .iter()
+            .map(|join| join.waiting())
+            .fold((0, 0), |(p, c), (more_p, more_c)| (p + more_p, c + more_c));
         metrics::gauge!("streamwatch_monitor_join_waiting", "side" => "predictions")
             .set(predictions as f64);
         metrics::gauge!("streamwatch_monitor_join_waiting", "side" => "completions")
@@ -682,6 +791,26 @@ pub(crate) async fn emit_windows(
     Ok(())
 }
 
+/// Publishes windows' performance rows and the alerts they change.
+pub(crate) async fn emit_performance(
+    outputs: &Outputs,
+    mapping: &ColumnMapping,
+    alerts: &mut Alerts,
+    reports: Vec<ReadyPerformance>,
+) -> Result<()> {
+    for ready in reports {
+        let report = performance_report(mapping, ready);
+        let (key, labelled) = (report.window.message_key(), report.overall.labelled_rows);
+        let mae = report.overall.metrics.as_ref().map(|m| m.mae);
+        let transitions = alerts.on_performance(&report);
+        outputs.publish(&MetricsRecord::Performance(report)).await?;
+        publish_alerts(outputs, transitions).await?;
+        metrics::counter!("streamwatch_monitor_performance_reports_total").increment(1);
+        tracing::info!(window = %key, labelled, mae, "performance emitted");
+    }
+    Ok(())
+}
+
 /// Scale-out worker: per partition, adds its micro-batch to its panes, publishes the panes
 /// its watermark closed (all changed ones once it is idle) and then its progress. Returns
 /// the lowest watermark over the partitions, and whether all are idle.
@@ -729,7 +858,38 @@ async fn export_partials(
                 }));
             });
         part.operator.evict(watermark);
-        let changed = (watermark, idle) != (part.watermark, part.idle);
+        let mut changed = (watermark, idle) != (part.watermark, part.idle);
+        if let Some(performance) = &mut part.performance {
+            // Performance panes close on the lower of the partition's two watermarks (an
+            // idle completions partition does not hold them back), never moving back.
+            let completions_idle = state.completion_marks.is_partition_idle(partition, now);
+            let completed = if completions_idle {
+                watermark
+            } else {
+                state
+                    .completion_marks
+                    .partition_watermark(partition)
+                    .unwrap_or(i64::MIN)
+            };
+            let performance_watermark = part.performance_watermark.max(watermark.min(completed));
+            let performance_idle = idle && completions_idle;
+            panes.extend(
+                performance
+                    .take_partials(
+                        &mapping.monitor_name,
+                        partition,
+                        performance_watermark,
+                        performance_idle,
+                    )
+                    .into_iter()
+                    .map(PartialRecord::Performance),
+            );
+            performance.evict(performance_watermark);
+            changed |= (performance_watermark, performance_idle)
+                != (part.performance_watermark, part.performance_idle);
+            part.performance_watermark = performance_watermark;
+            part.performance_idle = performance_idle;
+        }
         if changed
             || part
                 .reported_at
@@ -741,6 +901,11 @@ async fn export_partials(
                 partition,
                 watermark_us: watermark,
                 idle,
+                performance_watermark_us: part
+                    .performance
+                    .is_some()
+                    .then_some(part.performance_watermark),
+                performance_idle: part.performance_idle,
                 instance: state.health.instance().to_owned(),
             }));
         }
@@ -801,7 +966,10 @@ fn track_assignment(consumer: &StageConsumer, args: &RunArgs, state: &mut LoopSt
     let now = Instant::now();
     for (topic, marks) in [
         (args.windowed.input_topic.as_str(), &mut state.watermarks),
-        (args.completions_topic.as_str(), &mut state.completion_marks),
+        (
+            args.performance.completions_topic.as_str(),
+            &mut state.completion_marks,
+        ),
     ] {
         let owned: Vec<i32> = elements
             .iter()
@@ -841,13 +1009,20 @@ fn store_offsets(consumer: &StageConsumer, args: &RunArgs, state: &LoopState) {
                 lowest = operator.commit_position(position.partition, lowest);
             }
         }
-        if let Some(performance) = &state.performance {
+        let performance = match &state.partitioned {
+            Some(partitioned) => partitioned
+                .partitions
+                .get(&position.partition)
+                .and_then(|p| p.performance.as_ref()),
+            None => state.performance.as_ref(),
+        };
+        if let Some(performance) = performance {
             lowest = performance.commit_position(position, lowest);
         }
         let topic = if position.topic == SCORED {
             &args.windowed.input_topic
         } else {
-            &args.completions_topic
+            &args.performance.completions_topic
         };
         if let Err(error) =
             positions.add_partition_offset(topic, position.partition, Offset::Offset(lowest))
