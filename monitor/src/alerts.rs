@@ -1,9 +1,18 @@
 //! Alert rules from the spec: a metric of one window shape compared with a threshold; a rule
 //! fires when that many consecutive windows breach it, and resolves at the first window that
 //! does not. Only the transitions are reported, as alert records on the metrics topic.
+//!
+//! A rule's state (its recent windows' breaches, whether it fires) outlives the process when
+//! an alert-state topic is set (`crate::alert_state`): it is published after the transitions
+//! of a batch and before its offsets are stored, and read back at start. Windows a restarted
+//! monitor rebuilds and emits again then repeat their transitions exactly (the `alerts` rows
+//! are upserts) instead of starting the streaks over. A revision of a window older than the
+//! newest one a rule has seen updates its breach but makes no transition, so a replay of
+//! windows the state already holds cannot fire again a rule that fired before them.
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
 use streamwatch_common::events::{AlertEvent, AlertState, MetricRow, PerformanceReport};
 use streamwatch_common::spec::AlertSpec;
 
@@ -61,6 +70,52 @@ struct Rule {
     breaches: BTreeMap<i64, (bool, Option<f64>)>,
     /// The window the rule fired at, while it is firing.
     firing_since: Option<i64>,
+    /// Changed since its state was last taken ([`Alerts::take_changed`]).
+    changed: bool,
+}
+
+/// A rule's state as the alert-state topic keeps it; the rule's definition is part of it, so
+/// a changed rule starts afresh instead of taking another rule's streak.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleState {
+    pub rule: String,
+    pub metric: String,
+    pub window: String,
+    pub op: String,
+    pub threshold: f64,
+    pub for_windows: u32,
+    /// (window start in µs, breached, value), oldest first.
+    pub breaches: Vec<(i64, bool, Option<f64>)>,
+    pub firing_since: Option<i64>,
+}
+
+impl Rule {
+    fn state(&self) -> RuleState {
+        RuleState {
+            rule: self.spec.name.clone(),
+            metric: self.spec.metric.clone(),
+            window: self.spec.window.clone(),
+            op: self.spec.op.clone(),
+            threshold: self.spec.threshold,
+            for_windows: self.spec.for_windows,
+            breaches: self
+                .breaches
+                .iter()
+                .map(|(start, (breached, value))| (*start, *breached, *value))
+                .collect(),
+            firing_since: self.firing_since,
+        }
+    }
+
+    fn defined_as(&self, state: &RuleState) -> bool {
+        let spec = &self.spec;
+        spec.name == state.rule
+            && spec.metric == state.metric
+            && spec.window == state.window
+            && spec.op == state.op
+            && spec.threshold.to_bits() == state.threshold.to_bits()
+            && spec.for_windows == state.for_windows
+    }
 }
 
 /// The rules of one monitor and their state.
@@ -126,10 +181,42 @@ impl Alerts {
                     comparison,
                     breaches: BTreeMap::new(),
                     firing_since: None,
+                    changed: false,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self { rules })
+    }
+
+    /// No rules: nothing to evaluate or keep.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Takes up the states read back from the alert-state topic; a state whose rule is gone
+    /// or defined differently now is ignored. Returns how many were taken up.
+    pub fn restore(&mut self, states: &[RuleState]) -> usize {
+        let mut restored = 0;
+        for state in states {
+            if let Some(rule) = self.rules.iter_mut().find(|r| r.defined_as(state)) {
+                rule.breaches = state
+                    .breaches
+                    .iter()
+                    .map(|(start, breached, value)| (*start, (*breached, *value)))
+                    .collect();
+                rule.firing_since = state.firing_since;
+                restored += 1;
+            }
+        }
+        restored
+    }
+
+    /// The states of the rules that changed since the last call.
+    pub fn take_changed(&mut self) -> Vec<RuleState> {
+        self.rules
+            .iter_mut()
+            .filter_map(|rule| std::mem::take(&mut rule.changed).then(|| rule.state()))
+            .collect()
     }
 
     /// Evaluates the rules watching this window row; returns the transitions.
@@ -172,7 +259,12 @@ impl Alerts {
                 continue;
             };
             let breached = current.is_some_and(|v| rule.comparison.holds(v, rule.spec.threshold));
+            let newest = rule
+                .breaches
+                .last_key_value()
+                .is_none_or(|(s, _)| start >= *s);
             rule.breaches.insert(start, (breached, current));
+            rule.changed = true;
             // Keep what the consecutive count can need.
             let keep = rule.spec.for_windows as i64 + 1;
             while rule.breaches.len() as i64 > keep.max(2) * 4 {
@@ -185,6 +277,7 @@ impl Alerts {
                     .is_some_and(|(b, _)| *b)
             });
             let state = match (rule.firing_since, consecutive, breached) {
+                _ if !newest => None,
                 (None, true, _) => {
                     rule.firing_since = Some(start);
                     Some(AlertState::Firing)
@@ -306,6 +399,73 @@ mod tests {
         hourly.window.size_seconds = 3600;
         hourly.window.step_seconds = 3600;
         assert!(alerts.on_window(&hourly).is_empty());
+    }
+
+    /// (day, state) of each transition.
+    fn transitions(alerts: &mut Alerts, days: &[(u32, u32)]) -> Vec<(u32, AlertState)> {
+        days.iter()
+            .flat_map(|(day, drifted)| alerts.on_window(&row(*day, *drifted)))
+            .map(|event| {
+                (
+                    event.window.start.format("%d").to_string().parse().unwrap(),
+                    event.state,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_restored_state_goes_on_with_the_streaks_as_if_never_stopped() {
+        let drifted: Vec<(u32, u32)> = [0, 2, 3, 3, 3, 1, 2, 2, 2, 0, 3]
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (i as u32 + 1, *d))
+            .collect();
+        let mut uninterrupted = Alerts::new(&[rule(2)]).unwrap();
+        let expected = transitions(&mut uninterrupted, &drifted);
+        assert_eq!(
+            expected,
+            [
+                (3, AlertState::Firing),
+                (6, AlertState::Resolved),
+                (8, AlertState::Firing),
+                (10, AlertState::Resolved),
+            ]
+        );
+
+        for (stop, replayed) in
+            (1..drifted.len()).flat_map(|stop| [(stop, 0), (stop, 1), (stop, 3)])
+        {
+            // Up to `stop` windows, then the state as the topic keeps it (through JSON).
+            let mut before = Alerts::new(&[rule(2)]).unwrap();
+            let mut seen = transitions(&mut before, &drifted[..stop]);
+            let saved: Vec<RuleState> = before
+                .take_changed()
+                .iter()
+                .map(|s| serde_json::from_str(&serde_json::to_string(s).unwrap()).unwrap())
+                .collect();
+            assert_eq!(saved.len(), 1);
+            assert!(before.take_changed().is_empty(), "taken once");
+            // Restarted: the last windows before the stop are rebuilt and emitted again.
+            let mut after = Alerts::new(&[rule(2)]).unwrap();
+            assert_eq!(after.restore(&saved), 1);
+            let replay_from = stop.saturating_sub(replayed);
+            seen.extend(transitions(&mut after, &drifted[replay_from..]));
+            seen.sort_by_key(|(day, state)| (*day, *state == AlertState::Resolved));
+            seen.dedup();
+            assert_eq!(
+                seen, expected,
+                "stopped after {stop} windows, {replayed} replayed"
+            );
+        }
+
+        // A state saved for another definition of the rule is not taken up.
+        let mut before = Alerts::new(&[rule(2)]).unwrap();
+        transitions(&mut before, &drifted[..4]);
+        let saved = before.take_changed();
+        let mut stricter = rule(2);
+        stricter.threshold = 3.0;
+        assert_eq!(Alerts::new(&[stricter]).unwrap().restore(&saved), 0);
     }
 
     #[test]

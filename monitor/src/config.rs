@@ -96,6 +96,17 @@ pub struct WindowedArgs {
     /// with a higher revision); later events are dropped and counted (duration: 30m, 1h).
     #[arg(long, env = "MONITOR_UPDATE_HORIZON", default_value = "1h")]
     pub update_horizon: String,
+
+    /// Topic keeping the alert rules' state (their streaks of breaching windows), read back at
+    /// start so that a restart goes on with them; may be compacted. Used by the processes
+    /// that evaluate alerts (a single monitor, or the merger); empty keeps the state in
+    /// memory only.
+    #[arg(
+        long,
+        env = "MONITOR_ALERT_STATE_TOPIC",
+        default_value = "monitor.alert-state"
+    )]
+    pub alert_state_topic: String,
 }
 
 /// Model performance, the same for `run` and `merge` (a merger takes its workers' values).

@@ -15,8 +15,8 @@ pub enum MonitorError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error(transparent)]
     Common(#[from] streamwatch_common::Error),
-    /// `target` is `<topic>: <window key>`.
-    #[error("could not publish the metric row to {target}: {source}")]
+    /// `target` is `<topic>: <message key>`.
+    #[error("could not publish to {target}: {source}")]
     Publish {
         target: String,
         #[source]

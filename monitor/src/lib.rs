@@ -1,6 +1,7 @@
 //! The monitor: event-time windows over scored events, Evidently-identical drift and
 //! data-quality metrics computed from exact value counts, DataFusion aggregates.
 
+pub mod alert_state;
 pub mod alerts;
 pub mod batch;
 pub mod config;

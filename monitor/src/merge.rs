@@ -19,7 +19,8 @@ use crate::config::{MergeArgs, Resolved};
 use crate::health::{instance_name, HealthTracker};
 use crate::partials::{Applied, MergeOperator, PartialRecord, PerfMergeOperator};
 use crate::service::{
-    emit_performance, emit_windows, prepare_drift, prepare_performance, DriftSetup, Outputs,
+    alert_state_topic, emit_performance, emit_windows, prepare_drift, prepare_performance,
+    DriftSetup, Outputs,
 };
 use crate::Result;
 
@@ -47,7 +48,13 @@ pub async fn run(args: MergeArgs, shutdown: CancellationToken) -> Result<()> {
     let mut performance = prepare_performance(&resolved, &args.performance)
         .await?
         .map(|(label_horizon, evaluation)| {
-            PerfMergeOperator::new(&mapping.monitor_name, &specs, label_horizon, evaluation)
+            PerfMergeOperator::new(
+                &mapping.monitor_name,
+                &specs,
+                label_horizon,
+                horizon,
+                evaluation,
+            )
         });
     let kafka = args.kafka.clone();
     tokio::task::spawn_blocking(move || kafka.check_reachable(Duration::from_secs(10)))
@@ -66,6 +73,10 @@ pub async fn run(args: MergeArgs, shutdown: CancellationToken) -> Result<()> {
         producer: producer.clone(),
         topic: args.windowed.output_topic.clone(),
     };
+    let alert_state = alert_state_topic(&args.windowed, &args.group, &mapping, &alerts, &producer);
+    if let Some(topic) = &alert_state {
+        topic.restore(&args.kafka, &mut alerts).await?;
+    }
     let columns = mapping.counted_columns().len();
     let mut operator = MergeOperator::new(&mapping.monitor_name, &specs, columns, horizon);
     let mut health =
@@ -198,7 +209,7 @@ pub async fn run(args: MergeArgs, shutdown: CancellationToken) -> Result<()> {
             &mut alerts,
             &mut health,
             ready,
-            flush,
+            watermark,
         )
         .await
         {
@@ -209,11 +220,20 @@ pub async fn run(args: MergeArgs, shutdown: CancellationToken) -> Result<()> {
         if let Some(performance) = &mut performance {
             let (watermark, flush) = performance.advance();
             let ready = performance.take_ready(watermark, flush);
-            if let Err(error) = emit_performance(&outputs, &mapping, &mut alerts, ready).await {
+            let closed_until = watermark.saturating_sub(performance.label_horizon_us());
+            if let Err(error) =
+                emit_performance(&outputs, &mapping, &mut alerts, ready, closed_until).await
+            {
                 result = Err(error);
                 break;
             }
             performance.evict(watermark);
+        }
+        if let Some(topic) = &alert_state {
+            if let Err(error) = topic.save(&mut alerts).await {
+                result = Err(error);
+                break;
+            }
         }
         store_offsets(
             &consumer,

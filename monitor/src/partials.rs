@@ -612,21 +612,30 @@ pub struct PerfMergeOperator {
     specs: Vec<MergeSpec<PerfPane>>,
     /// The label horizon.
     horizon_us: i64,
+    /// How long after its report a window still takes changed partials (`--update-horizon`).
+    update_horizon_us: i64,
     evaluation: PerfEvaluation,
     watermark: MergedWatermark,
 }
 
 impl PerfMergeOperator {
+    /// How long after a window's end its truths may still come (microseconds).
+    pub fn label_horizon_us(&self) -> i64 {
+        self.horizon_us
+    }
+
     pub fn new(
         monitor: &str,
         specs: &[WindowSpec],
         horizon_us: i64,
+        update_horizon_us: i64,
         evaluation: PerfEvaluation,
     ) -> Self {
         Self {
             monitor: monitor.to_owned(),
             specs: specs.iter().map(|spec| MergeSpec::new(*spec)).collect(),
             horizon_us,
+            update_horizon_us,
             evaluation,
             watermark: MergedWatermark::new(),
         }
@@ -666,7 +675,8 @@ impl PerfMergeOperator {
             position,
         };
         let segmenters = &mut self.evaluation.segmenters;
-        state.keep(incoming, watermark, self.horizon_us, || {
+        let retention = self.horizon_us.saturating_add(self.update_horizon_us);
+        state.keep(incoming, watermark, retention, || {
             PerfPane::from_state(&partial.pane, segmenters)
         })
     }
@@ -714,8 +724,9 @@ impl PerfMergeOperator {
 
     /// Drops panes no window can take any more.
     pub fn evict(&mut self, watermark: i64) {
+        let retention = self.horizon_us.saturating_add(self.update_horizon_us);
         for state in &mut self.specs {
-            state.evict(watermark, self.horizon_us);
+            state.evict(watermark, retention);
         }
     }
 
@@ -1058,7 +1069,7 @@ mod tests {
             segmenters: vec![Segmenter::by_value("zone", 1)],
             error_bounds: None,
         };
-        let mut merger = PerfMergeOperator::new("m", &specs(), 2 * HOUR, evaluation);
+        let mut merger = PerfMergeOperator::new("m", &specs(), 2 * HOUR, 0, evaluation);
         merger.set_partitions(PARTITIONS as usize);
         let mut position = 0;
         let mut apply = |merger: &mut PerfMergeOperator, partials: Vec<PerfPanePartial>| {
@@ -1146,7 +1157,7 @@ mod tests {
             error_bounds: None,
         };
         let spec = WindowSpec::parse("1h").unwrap();
-        let mut merger = PerfMergeOperator::new("m", &[spec], HOUR, evaluation);
+        let mut merger = PerfMergeOperator::new("m", &[spec], HOUR, 0, evaluation);
         merger.set_partitions(1);
         let row = |truth: f64| LabelledRows {
             prediction_times_us: vec![60],

@@ -316,6 +316,9 @@ pub struct ReadyPerformance {
 pub struct PerformanceOperator {
     specs: Vec<PerfSpecState>,
     horizon_us: i64,
+    /// How long after its report a window still takes late predictions and truths (re-emitted
+    /// with a higher revision), as drift windows do: `--update-horizon`.
+    update_horizon_us: i64,
     evaluation: PerfEvaluation,
     predictions: FxHashMap<u64, WaitingPrediction>,
     completions: FxHashMap<u64, WaitingCompletion>,
@@ -362,6 +365,7 @@ impl PerformanceOperator {
                 })
                 .collect(),
             horizon_us,
+            update_horizon_us: 0,
             evaluation: PerfEvaluation {
                 settings,
                 segmenters,
@@ -382,6 +386,17 @@ impl PerformanceOperator {
         self
     }
 
+    /// Late predictions and truths still update a window for this long after its report.
+    pub fn with_update_horizon(mut self, update_horizon_us: i64) -> Self {
+        self.update_horizon_us = update_horizon_us;
+        self
+    }
+
+    /// How long after a window's end it is kept: the label horizon, then the update horizon.
+    fn retention_us(&self) -> i64 {
+        self.horizon_us.saturating_add(self.update_horizon_us)
+    }
+
     /// Reports, per window, the share of errors outside these bounds of the reference's.
     pub fn with_error_bounds(mut self, bounds: Option<OutlierBounds>) -> Self {
         self.evaluation.error_bounds = bounds;
@@ -397,10 +412,11 @@ impl PerformanceOperator {
             .collect()
     }
 
+    /// Past every update: late events are dropped.
     fn closed(&self, spec: &WindowSpec, start: i64, watermark: i64) -> bool {
         start
             .saturating_add(spec.size_us)
-            .saturating_add(self.horizon_us)
+            .saturating_add(self.retention_us())
             <= watermark
     }
 
@@ -445,11 +461,15 @@ impl PerformanceOperator {
         watermark: i64,
     ) -> bool {
         let id = id_hash(trip_id);
+        let time = completion.prediction_time_us;
+        if completion.time_us.saturating_sub(time) > self.horizon_us {
+            self.predictions.remove(&id);
+            return self.unmatched(completion, position, offset, watermark);
+        }
         if let Some(waiting) = self.predictions.remove(&id) {
             self.join(id, &waiting.prediction, &completion, position, offset);
             return true;
         }
-        let time = completion.prediction_time_us;
         if self
             .specs
             .iter()
@@ -461,7 +481,7 @@ impl PerformanceOperator {
         // The truth came first (or its prediction never will): wait, holding the offset in
         // the panes of the windows still open (a closed window must not come back: it would
         // restart at revision 1 and replace its own report).
-        let horizon = self.horizon_us;
+        let horizon = self.retention_us();
         for state in &mut self.specs {
             let spec = state.spec;
             let pane_start = spec.pane_start(time);
@@ -487,8 +507,48 @@ impl PerformanceOperator {
         true
     }
 
+    /// A truth that came after the label horizon: unmatched by its own two times, whatever
+    /// arrived first. It counts in its prediction's pane when it is no later than the pane's
+    /// end plus the horizon: every window holding the pane is then still open when it
+    /// arrives (per partition, events come in event-time order), whatever the watermark of
+    /// this instance, so a single monitor and scale-out workers count the same ones. A later
+    /// truth is late, and so is one whose pane's windows were reported and evicted (events
+    /// out of order): a closed window must not come back at revision 1. False when no pane
+    /// took it.
+    fn unmatched(
+        &mut self,
+        completion: Completion,
+        position: Position,
+        offset: i64,
+        watermark: i64,
+    ) -> bool {
+        let time = completion.prediction_time_us;
+        let (horizon, retention) = (self.horizon_us, self.retention_us());
+        let mut counted = false;
+        for state in &mut self.specs {
+            let spec = state.spec;
+            let pane_index = spec.pane_of(time);
+            let pane_end = (pane_index + 1).saturating_mul(spec.step_us);
+            if completion.time_us > pane_end.saturating_add(horizon)
+                || pane_end.saturating_add(retention) <= watermark
+            {
+                continue;
+            }
+            let pane = state.panes.entry(pane_index).or_default();
+            pane.unmatched_completions += 1;
+            pane.hold(position, offset);
+            state.touch(pane_index);
+            counted = true;
+        }
+        if !counted {
+            self.late_completions += 1;
+        }
+        counted
+    }
+
     fn expire_after(&mut self, time_us: i64, id: u64) {
-        let bucket = (time_us.saturating_add(self.horizon_us)).div_euclid(EXPIRY_BUCKET_US);
+        // Kept through the update horizon: a prediction late by less still meets its truth.
+        let bucket = (time_us.saturating_add(self.retention_us())).div_euclid(EXPIRY_BUCKET_US);
         self.expiry.entry(bucket).or_default().push(id);
     }
 
@@ -499,7 +559,7 @@ impl PerformanceOperator {
         offset: i64,
         watermark: i64,
     ) -> bool {
-        let horizon = self.horizon_us;
+        let horizon = self.retention_us();
         let mut counted = false;
         for state in &mut self.specs {
             let spec = state.spec;
@@ -717,9 +777,10 @@ impl PerformanceOperator {
         self.evaluation.window(spec, start, &panes)
     }
 
-    /// Drops panes and revisions of windows the watermark passed beyond the label horizon.
+    /// Drops panes and revisions of windows the watermark passed beyond the label and update
+    /// horizons.
     pub fn evict(&mut self, watermark: i64) {
-        let horizon = self.horizon_us;
+        let horizon = self.retention_us();
         for state in &mut self.specs {
             let spec = state.spec;
             let closed = |start: i64| {
@@ -739,6 +800,11 @@ impl PerformanceOperator {
             .filter_map(|pane| pane.first_offsets.get(&position).copied())
             .min()
             .map_or(next, |lowest| lowest.min(next))
+    }
+
+    /// How long after a window's end its truths may still come (microseconds).
+    pub fn label_horizon_us(&self) -> i64 {
+        self.horizon_us
     }
 
     /// Predictions waiting for their truth, and completions waiting for their prediction.
@@ -1108,6 +1174,49 @@ mod tests {
     }
 
     #[test]
+    fn a_late_prediction_within_the_update_horizon_meets_its_waiting_truth() {
+        let completion = Completion {
+            time_us: 40 * MINUTE,
+            prediction_time_us: 10 * MINUTE,
+            truth: Some(10.0),
+        };
+        let prediction = Prediction {
+            time_us: 10 * MINUTE,
+            value: Some(12.0),
+            segments: vec![0],
+        };
+        // The window [0, 1h) is reported at 3h (end plus the label horizon) without its row:
+        // the prediction comes late (a scorer that fell behind), at 3h30.
+        let mut op = operator(&["1h"], 1).with_update_horizon(HOUR);
+        predict(&mut op, "b", 20 * MINUTE, 12.0, 74.0);
+        complete(&mut op, "b", 30 * MINUTE, 20 * MINUTE, 11.0);
+        assert!(op.complete("a", completion, DONE, 40, 0));
+        let first = op.take_ready(3 * HOUR, false);
+        assert_eq!((first[0].revision, first[0].overall.labelled_rows), (1, 1));
+        op.evict(3 * HOUR);
+        assert!(op.predict("a", prediction.clone(), SCORED, 10, 3 * HOUR + 30 * MINUTE));
+        let second = op.take_ready(3 * HOUR + 30 * MINUTE, false);
+        assert_eq!(
+            (second[0].revision, second[0].overall.labelled_rows),
+            (2, 2)
+        );
+        assert_eq!(second[0].unmatched_completions, 0);
+
+        // Without an update horizon the truth was given up at 3h and the prediction is late.
+        let mut op = operator(&["1h"], 1);
+        predict(&mut op, "b", 20 * MINUTE, 12.0, 74.0);
+        complete(&mut op, "b", 30 * MINUTE, 20 * MINUTE, 11.0);
+        assert!(op.complete("a", completion, DONE, 40, 0));
+        let only = op.take_ready(3 * HOUR, false);
+        assert_eq!(
+            (only[0].overall.labelled_rows, only[0].unmatched_completions),
+            (1, 1)
+        );
+        op.evict(3 * HOUR);
+        assert!(!op.predict("a", prediction, SCORED, 10, 3 * HOUR + 30 * MINUTE));
+    }
+
+    #[test]
     fn a_late_truth_does_not_resurrect_a_reported_window() {
         let mut op = operator(&["1h", "3h"], 1);
         predict(&mut op, "a", 10 * MINUTE, 12.0, 74.0);
@@ -1164,7 +1273,13 @@ mod tests {
                 if is_prediction {
                     predict(op, id, *time, *predicted, (i % 3) as f64);
                 } else {
-                    complete(op, id, *done, *time, *truth);
+                    // A truth later than its pane's end plus the horizon is late (false).
+                    let completion = Completion {
+                        time_us: *done,
+                        prediction_time_us: *time,
+                        truth: Some(*truth),
+                    };
+                    op.complete(id, completion, DONE, *done / MINUTE, i64::MIN);
                 }
             }
         };

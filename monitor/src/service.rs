@@ -18,9 +18,10 @@ use streamwatch_common::telemetry::{
 };
 use tokio_util::sync::CancellationToken;
 
+use crate::alert_state::AlertStateTopic;
 use crate::alerts::{check_windows, Alerts};
 use crate::batch::{reference_errors, reference_from_parquet};
-use crate::config::{PerformanceArgs, Resolved, RunArgs};
+use crate::config::{PerformanceArgs, Resolved, RunArgs, WindowedArgs};
 use crate::decode::{decode_completion, DecodedEvent, Decoder};
 use crate::evaluate::{evaluate, ReferenceColumn};
 use crate::health::{instance_name, Gauges, HealthTracker};
@@ -207,7 +208,7 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
         horizon,
         reference,
         segments,
-        alerts,
+        mut alerts,
     } = prepare_drift(&resolved, &args.windowed.update_horizon).await?;
     let lateness = parse_duration(&args.allowed_lateness)?;
     let idle = Duration::from_micros(parse_duration(&args.idle_timeout)? as u64);
@@ -233,6 +234,7 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
                 evaluation.segmenters,
             )
             .with_error_bounds(evaluation.error_bounds)
+            .with_update_horizon(horizon)
         });
     let mut kafka = args.kafka.clone();
     if performance.is_some() {
@@ -267,6 +269,15 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
         producer: producer.clone(),
         topic: args.windowed.output_topic.clone(),
     };
+    // Workers evaluate no alerts: their merger does.
+    let alert_state = if !scale_out {
+        alert_state_topic(&args.windowed, &args.group, &mapping, &alerts, &producer)
+    } else {
+        None
+    };
+    if let Some(topic) = &alert_state {
+        topic.restore(&args.kafka, &mut alerts).await?;
+    }
     let dimensions = segments.segmenters.len();
     let partitioned = scale_out.then(|| PartitionedWindows {
         outputs: Outputs {
@@ -302,6 +313,7 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
         performance,
         target,
         alerts,
+        alert_state,
         readiness: readiness.clone(),
         health: HealthTracker::new(
             &mapping.monitor_name,
@@ -358,9 +370,22 @@ struct LoopState {
     /// The target's field in completion events.
     target: String,
     alerts: Alerts,
+    alert_state: Option<AlertStateTopic>,
     /// `/readyz`: up while a broker is reachable.
     readiness: Readiness,
     health: HealthTracker,
+}
+
+impl LoopState {
+    /// Whether completions are read: by the single instance's join or the workers'
+    /// per-partition ones.
+    fn joins_completions(&self) -> bool {
+        self.performance.is_some()
+            || self
+                .partitioned
+                .as_ref()
+                .is_some_and(|p| p.performance.is_some())
+    }
 }
 
 /// Drift and data quality per segment (`[[segments]]` with `drift = true`).
@@ -465,7 +490,7 @@ async fn consume(
                         // both; one with more to read delivers it soon, which undoes that
                         // (idleness also needs silence for the idle timeout).
                         state.watermarks.reached_end(partition, Instant::now());
-                        if state.performance.is_some() {
+                        if state.joins_completions() {
                             state.completion_marks.reached_end(partition, Instant::now());
                         }
                         continue;
@@ -666,7 +691,7 @@ async fn process(
             &mut state.alerts,
             &mut state.health,
             ready,
-            flush,
+            watermark,
         )
         .await?;
         state.operator.evict(watermark);
@@ -680,7 +705,8 @@ async fn process(
             watermark
         };
         let ready = performance.take_ready(watermark, flush);
-        emit_performance(outputs, mapping, &mut state.alerts, ready).await?;
+        let closed_until = watermark.saturating_sub(performance.label_horizon_us());
+        emit_performance(outputs, mapping, &mut state.alerts, ready, closed_until).await?;
         performance.evict(watermark);
     }
     let joins: Vec<&PerformanceOperator> = match &state.partitioned {
@@ -700,6 +726,9 @@ async fn process(
             .set(predictions as f64);
         metrics::gauge!("streamwatch_monitor_join_waiting", "side" => "completions")
             .set(completions as f64);
+    }
+    if let Some(topic) = &state.alert_state {
+        topic.save(&mut state.alerts).await?;
     }
     store_offsets(consumer, args, state);
     let (open_windows, panes) = match &state.partitioned {
@@ -752,7 +781,28 @@ async fn publish_late(
     Ok(())
 }
 
-/// Evaluates windows and publishes their rows and the alerts they change.
+/// Where the alert rules' state is kept, when the spec has rules and a topic is set.
+pub(crate) fn alert_state_topic(
+    windowed: &WindowedArgs,
+    group: &str,
+    mapping: &ColumnMapping,
+    alerts: &Alerts,
+    producer: &FutureProducer,
+) -> Option<AlertStateTopic> {
+    if alerts.is_empty() {
+        return None;
+    }
+    AlertStateTopic::new(
+        producer.clone(),
+        &windowed.alert_state_topic,
+        group,
+        &mapping.monitor_name,
+    )
+}
+
+/// Evaluates windows and publishes their rows and the alerts they change. Alert rules see
+/// only windows the watermark closed: an early report of an open window (every partition
+/// idle) is incomplete, and its transitions would depend on when the input paused.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn emit_windows(
     outputs: &Outputs,
@@ -762,7 +812,7 @@ pub(crate) async fn emit_windows(
     alerts: &mut Alerts,
     health: &mut HealthTracker,
     windows: Vec<ReadyWindow>,
-    early: bool,
+    watermark: i64,
 ) -> Result<()> {
     for window in windows {
         let started = Instant::now();
@@ -780,7 +830,12 @@ pub(crate) async fn emit_windows(
         let (key, kind) = (row.window.message_key(), row.window.kind.as_str());
         let (revision, rows, drifted) =
             (row.revision, row.row_count, row.number_of_drifted_columns);
-        let transitions = alerts.on_window(&row);
+        let early = window.start_us.saturating_add(window.spec.size_us) > watermark;
+        let transitions = if early {
+            Vec::new()
+        } else {
+            alerts.on_window(&row)
+        };
         let published_at = row.last_event_published_at;
         outputs.publish(&MetricsRecord::Window(row)).await?;
         health.window_emitted(published_at, chrono::Utc::now());
@@ -797,12 +852,19 @@ pub(crate) async fn emit_performance(
     mapping: &ColumnMapping,
     alerts: &mut Alerts,
     reports: Vec<ReadyPerformance>,
+    closed_until: i64,
 ) -> Result<()> {
     for ready in reports {
+        // Alerts on windows the watermark closed only, as for drift (`emit_windows`).
+        let early = ready.start_us.saturating_add(ready.spec.size_us) > closed_until;
         let report = performance_report(mapping, ready);
         let (key, labelled) = (report.window.message_key(), report.overall.labelled_rows);
         let mae = report.overall.metrics.as_ref().map(|m| m.mae);
-        let transitions = alerts.on_performance(&report);
+        let transitions = if early {
+            Vec::new()
+        } else {
+            alerts.on_performance(&report)
+        };
         outputs.publish(&MetricsRecord::Performance(report)).await?;
         publish_alerts(outputs, transitions).await?;
         metrics::counter!("streamwatch_monitor_performance_reports_total").increment(1);

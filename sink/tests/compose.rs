@@ -694,6 +694,10 @@ fn topics_are_created_with_partitions_that_fit_the_join() {
         script.contains("PartitionCount") && script.contains("exit 1"),
         "topic-init must fail when existing topics have other partition counts"
     );
+    assert!(
+        script.contains("--entity-name monitor.alert-state --add-config cleanup.policy=compact"),
+        "the alert-state topic keeps the latest state per rule: compacted"
+    );
 
     // The broker creates no topic by itself: every topic a service names must be created.
     assert_eq!(
@@ -704,9 +708,15 @@ fn topics_are_created_with_partitions_that_fit_the_join() {
         .as_deref(),
         Some("false")
     );
-    let mut used: BTreeSet<String> = ["trips", "trips.scored", "metrics", "deadletter"]
-        .map(String::from)
-        .into(); // the binaries' defaults
+    let mut used: BTreeSet<String> = [
+        "trips",
+        "trips.scored",
+        "metrics",
+        "deadletter",
+        "monitor.alert-state",
+    ]
+    .map(String::from)
+    .into(); // the binaries' defaults
     for (_, service) in services(&compose) {
         let command = command(service);
         for name in [
@@ -715,6 +725,7 @@ fn topics_are_created_with_partitions_that_fit_the_join() {
             "--output-topic",
             "--completions-topic",
             "--dead-letter-topic",
+            "--alert-state-topic",
         ] {
             used.extend(flag(&command, name));
         }
@@ -726,6 +737,7 @@ fn topics_are_created_with_partitions_that_fit_the_join() {
             "MONITOR_INPUT_TOPIC",
             "MONITOR_OUTPUT_TOPIC",
             "MONITOR_COMPLETIONS_TOPIC",
+            "MONITOR_ALERT_STATE_TOPIC",
             "SINK_TOPIC",
             "DEAD_LETTER_TOPIC",
         ] {

@@ -1,0 +1,129 @@
+//! The alert rules' state through a real broker (`KAFKA_BROKERS`; skipped when unset): what
+//! one process saved, the next one of the same group takes up, and goes on with the streak;
+//! another group's state is not taken.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use chrono::Utc;
+use clap::Parser;
+use streamwatch_common::events::{parse_timestamp, AlertState, MetricRow, WindowKey, WindowKind};
+use streamwatch_common::kafka::KafkaArgs;
+use streamwatch_common::spec::AlertSpec;
+use streamwatch_monitor::alert_state::AlertStateTopic;
+use streamwatch_monitor::alerts::Alerts;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+}
+
+fn kafka() -> Option<KafkaArgs> {
+    match std::env::var("KAFKA_BROKERS") {
+        Ok(brokers) if !brokers.is_empty() => {
+            Some(Cli::parse_from(["test", "--brokers", &brokers]).kafka)
+        }
+        _ => {
+            eprintln!(
+                "SKIPPED alert_state: KAFKA_BROKERS is not set (eval \"$(scripts/services.sh up)\"; export KAFKA_BROKERS)"
+            );
+            None
+        }
+    }
+}
+
+fn unique(name: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("test-monitor-{name}-{}-{nanos}", std::process::id())
+}
+
+/// A daily window row of February 2022 with `drifted` drifted columns.
+fn row(day: u32, drifted: u32) -> MetricRow {
+    let start = parse_timestamp(&format!("2022-02-{day:02}T00:00:00")).unwrap();
+    MetricRow {
+        window: WindowKey {
+            monitor: "taxi".into(),
+            kind: WindowKind::Tumbling,
+            size_seconds: 86_400,
+            step_seconds: 86_400,
+            start,
+            end: start + chrono::Duration::days(1),
+        },
+        generation: 0,
+        revision: 1,
+        row_count: 10,
+        number_of_columns: 3,
+        number_of_missing_values: 0,
+        share_of_missing_values: Some(0.0),
+        prediction_drift: None,
+        number_of_drifted_columns: drifted,
+        share_of_drifted_columns: f64::from(drifted) / 3.0,
+        dataset_drift: false,
+        columns: vec![],
+        quantiles: vec![],
+        outliers: vec![],
+        contributions: vec![],
+        segments: vec![],
+        last_event_published_at: None,
+        emitted_at: Utc::now(),
+    }
+}
+
+fn rules() -> Vec<AlertSpec> {
+    vec![AlertSpec {
+        name: "drifted".into(),
+        metric: "number_of_drifted_columns".into(),
+        window: "1d".into(),
+        op: ">=".into(),
+        threshold: 2.0,
+        for_windows: 2,
+    }]
+}
+
+#[tokio::test]
+async fn a_restarted_process_goes_on_with_its_groups_streaks() {
+    let Some(kafka) = kafka() else { return };
+    let topic = unique("alert-state");
+    let producer = kafka.producer().unwrap();
+    let state =
+        |group: &str| AlertStateTopic::new(producer.clone(), &topic, group, "taxi").unwrap();
+
+    // Nothing saved yet: the topic does not even exist.
+    let mut first = Alerts::new(&rules()).unwrap();
+    state("group-a").restore(&kafka, &mut first).await.unwrap();
+    assert!(first.on_window(&row(1, 3)).is_empty());
+    let fired = first.on_window(&row(2, 3));
+    assert_eq!(fired.len(), 1);
+    assert_eq!(fired[0].state, AlertState::Firing);
+    state("group-a").save(&mut first).await.unwrap();
+    // Another deployment's state under the same monitor name, saved after.
+    let mut other = Alerts::new(&rules()).unwrap();
+    other.on_window(&row(2, 0));
+    state("group-b").save(&mut other).await.unwrap();
+
+    // Restarted: day 2 is emitted again (no second firing), day 3 resolves the alert.
+    let mut restarted = Alerts::new(&rules()).unwrap();
+    state("group-a")
+        .restore(&kafka, &mut restarted)
+        .await
+        .unwrap();
+    assert!(
+        restarted.on_window(&row(2, 3)).is_empty(),
+        "fired before the restart"
+    );
+    let resolved = restarted.on_window(&row(3, 0));
+    assert_eq!(resolved.len(), 1);
+    assert_eq!(resolved[0].state, AlertState::Resolved);
+
+    // Without the state the same windows fire again: the state is what made the difference.
+    let mut forgetful = Alerts::new(&rules()).unwrap();
+    state("group-c")
+        .restore(&kafka, &mut forgetful)
+        .await
+        .unwrap();
+    forgetful.on_window(&row(1, 3));
+    assert_eq!(forgetful.on_window(&row(2, 3)).len(), 1);
+}
