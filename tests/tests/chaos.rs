@@ -1,5 +1,6 @@
-//! Chaos: February 2022 is replayed (at 40,000× real time, about a minute) into 6-partition
-//! topics and monitored twice from the same scored topic:
+//! Chaos: February 2022 is replayed (at 40,000× real time, about a minute), trips and their
+//! completions, into 6-partition topics and monitored twice from the same scored and
+//! completions topics (drift and model performance):
 //!
 //! - the reference: one monitor instance and its sink, left alone;
 //! - the scaled-out path: three monitor workers in one consumer group, a merger and a sink,
@@ -11,7 +12,8 @@
 //!   groups' sessions expire, and everything resumes after SIGCONT.
 //!
 //! The final metric tables of both databases must be equal row for row (every column but
-//! the generation, the revision and the emission and storage times; alerts aside), and the
+//! the generation, the revision and the emission and storage times; performance and alerts
+//! included), and the
 //! reference's daily row counts must equal the golden ones (no trip lost or counted twice
 //! through the restarts).
 //!
@@ -127,11 +129,12 @@ fn through_proxy(url: &str, port: u16) -> Result<(String, String)> {
 }
 
 /// Every row of the metric tables, as JSON text without the columns that differ between
-/// runs by nature (generation, revision, emission and storage times), sorted.
+/// runs by nature (generation, revision, emission and storage times, and an alert's value:
+/// the metric when the rule changed state, which may be an early report of the window), sorted.
 async fn metric_tables(url: &str) -> Result<BTreeMap<&'static str, Vec<String>>> {
-    // Alerts are left out: their `for_windows` streaks live in memory, so a restarted
-    // monitor or merger starts them again.
-    const TABLES: [&str; 7] = [
+    // Alerts are in: a restarted merger takes its rules' streaks up from the alert-state
+    // topic instead of firing again.
+    const TABLES: [&str; 10] = [
         "window_metrics",
         "column_drift",
         "column_quantiles",
@@ -139,14 +142,18 @@ async fn metric_tables(url: &str) -> Result<BTreeMap<&'static str, Vec<String>>>
         "feature_contributions",
         "segment_drift",
         "segment_column_drift",
+        "window_performance",
+        "segment_performance",
+        "alerts",
     ];
     let client = connect(url).await?;
     let mut tables = BTreeMap::new();
     for table in TABLES {
+        let also = if table == "alerts" { " - 'value'" } else { "" };
         let rows = client
             .query(
                 &format!(
-                    "SELECT (to_jsonb(t) - 'revision' - 'generation' - 'emitted_at' - 'stored_at')::text \
+                    "SELECT (to_jsonb(t) - 'revision' - 'generation' - 'emitted_at' - 'stored_at'{also})::text \
                      FROM {table} t"
                 ),
                 &[],
@@ -252,8 +259,9 @@ async fn scaled_out_monitors_survive_kills_rebalances_and_outages() -> Result<()
 
     let tag = format!("chaos{}", std::process::id());
     let topic = |name: &str| format!("{tag}.{name}");
-    let (trips, scored, partials, metrics, reference_metrics, dlq) = (
+    let (trips, completions, scored, partials, metrics, reference_metrics, dlq) = (
         topic("trips"),
+        topic("completions"),
         topic("trips.scored"),
         topic("partials"),
         topic("metrics"),
@@ -264,6 +272,7 @@ async fn scaled_out_monitors_survive_kills_rebalances_and_outages() -> Result<()
         &brokers,
         &[
             (&trips, PARTITIONS),
+            (&completions, PARTITIONS),
             (&scored, PARTITIONS),
             (&partials, PARTITIONS),
             (&metrics, 1),
@@ -309,6 +318,8 @@ async fn scaled_out_monitors_survive_kills_rebalances_and_outages() -> Result<()
         SPEED,
         "--topic",
         &trips,
+        "--completions-topic",
+        &completions,
         "--brokers",
         &brokers,
     ]);
@@ -346,6 +357,8 @@ async fn scaled_out_monitors_survive_kills_rebalances_and_outages() -> Result<()
             "3s",
             "--update-horizon",
             UPDATE_HORIZON,
+            "--completions-topic",
+            &completions,
         ]);
         args.extend(strings(extra));
         args
@@ -370,6 +383,8 @@ async fn scaled_out_monitors_survive_kills_rebalances_and_outages() -> Result<()
         &spec_arg,
         "--update-horizon",
         UPDATE_HORIZON,
+        "--completions-topic",
+        &completions,
     ]);
     let sink_args = |group_name: &str, topic: &str, url: &str| {
         strings(&[
