@@ -72,6 +72,18 @@ pub const CONSUMER_LAG_TOTAL: &str = "streamwatch_consumer_lag_total";
 pub type StageConsumer = StreamConsumer<StageContext>;
 
 impl KafkaArgs {
+    /// The settings for `brokers`, every other option as the command line gives it (its
+    /// environment variable, or its default).
+    pub fn for_brokers(brokers: &str) -> Self {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            kafka: KafkaArgs,
+        }
+        use clap::Parser as _;
+        Cli::parse_from(["streamwatch", "--brokers", brokers]).kafka
+    }
+
     /// Settings common to producers and consumers.
     pub fn client_config(&self) -> Result<ClientConfig> {
         let mut config = ClientConfig::new();

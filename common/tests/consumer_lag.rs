@@ -4,7 +4,6 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use clap::Parser;
 use metrics_exporter_prometheus::PrometheusHandle;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -19,24 +18,13 @@ const COMMITTED: i64 = 5;
 const STAGE: &str = "lag-test";
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    kafka: KafkaArgs,
-}
-
 fn kafka() -> Option<KafkaArgs> {
     match std::env::var("KAFKA_BROKERS") {
-        Ok(brokers) if !brokers.is_empty() => Some(
-            Cli::parse_from([
-                "test",
-                "--brokers",
-                &brokers,
-                "--kafka-statistics-interval-ms",
-                "200",
-            ])
-            .kafka,
-        ),
+        Ok(brokers) if !brokers.is_empty() => {
+            let mut kafka = KafkaArgs::for_brokers(&brokers);
+            kafka.statistics_interval_ms = 200;
+            Some(kafka)
+        }
         _ => {
             eprintln!(
                 "SKIPPED consumer_lag: KAFKA_BROKERS is not set (eval \"$(scripts/services.sh up)\"; export KAFKA_BROKERS)"

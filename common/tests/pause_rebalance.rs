@@ -6,7 +6,6 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use clap::Parser;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::Consumer;
@@ -16,17 +15,9 @@ use streamwatch_common::kafka::{pause_fetching, resume_fetching, KafkaArgs, Stag
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    kafka: KafkaArgs,
-}
-
 fn kafka() -> Option<KafkaArgs> {
     match std::env::var("KAFKA_BROKERS") {
-        Ok(brokers) if !brokers.is_empty() => {
-            Some(Cli::parse_from(["test", "--brokers", &brokers]).kafka)
-        }
+        Ok(brokers) if !brokers.is_empty() => Some(KafkaArgs::for_brokers(&brokers)),
         _ => {
             eprintln!(
                 "SKIPPED pause_rebalance: KAFKA_BROKERS is not set (eval \"$(scripts/services.sh up)\"; export KAFKA_BROKERS)"

@@ -421,6 +421,22 @@ fn commit_position<'a, P: 'a>(
 
 /// The merged watermark: the lowest over the scored topic's partitions of the watermarks
 /// their workers reported.
+/// The kept state of a partial's window spec, when the partial is this merger's monitor's
+/// and of a spec it computes.
+fn ours<'a, P>(
+    specs: &'a mut [MergeSpec<P>],
+    monitor: &str,
+    partial_monitor: &str,
+    (size_us, step_us): (i64, i64),
+) -> Option<&'a mut MergeSpec<P>> {
+    if partial_monitor != monitor {
+        return None;
+    }
+    specs
+        .iter_mut()
+        .find(|s| s.spec.size_us == size_us && s.spec.step_us == step_us)
+}
+
 struct MergedWatermark {
     progress: BTreeMap<i32, (i64, bool)>,
     /// Partitions of the scored topic: windows wait until each has reported.
@@ -519,16 +535,14 @@ impl MergeOperator {
         segmenters: &mut [Segmenter],
     ) -> Applied {
         let watermark = self.watermark.for_partition(partial.partition);
-        let Some(state) = self
-            .specs
-            .iter_mut()
-            .find(|s| s.spec.size_us == partial.size_us && s.spec.step_us == partial.step_us)
-        else {
+        let Some(state) = ours(
+            &mut self.specs,
+            &self.monitor,
+            &partial.monitor,
+            (partial.size_us, partial.step_us),
+        ) else {
             return Applied::Foreign;
         };
-        if partial.monitor != self.monitor {
-            return Applied::Foreign;
-        }
         let incoming = Incoming {
             pane_start_us: partial.pane_start_us,
             partition: partial.partition,
@@ -654,16 +668,14 @@ impl PerfMergeOperator {
         position: (i32, i64),
     ) -> Applied {
         let watermark = self.watermark.for_partition(partial.partition);
-        let Some(state) = self
-            .specs
-            .iter_mut()
-            .find(|s| s.spec.size_us == partial.size_us && s.spec.step_us == partial.step_us)
-        else {
+        let Some(state) = ours(
+            &mut self.specs,
+            &self.monitor,
+            &partial.monitor,
+            (partial.size_us, partial.step_us),
+        ) else {
             return Applied::Foreign;
         };
-        if partial.monitor != self.monitor {
-            return Applied::Foreign;
-        }
         let incoming = Incoming {
             pane_start_us: partial.pane_start_us,
             partition: partial.partition,

@@ -5,24 +5,15 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use chrono::Utc;
-use clap::Parser;
 use streamwatch_common::events::{parse_timestamp, AlertState, MetricRow, WindowKey, WindowKind};
 use streamwatch_common::kafka::KafkaArgs;
 use streamwatch_common::spec::AlertSpec;
 use streamwatch_monitor::alert_state::AlertStateTopic;
 use streamwatch_monitor::alerts::Alerts;
 
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    kafka: KafkaArgs,
-}
-
 fn kafka() -> Option<KafkaArgs> {
     match std::env::var("KAFKA_BROKERS") {
-        Ok(brokers) if !brokers.is_empty() => {
-            Some(Cli::parse_from(["test", "--brokers", &brokers]).kafka)
-        }
+        Ok(brokers) if !brokers.is_empty() => Some(KafkaArgs::for_brokers(&brokers)),
         _ => {
             eprintln!(
                 "SKIPPED alert_state: KAFKA_BROKERS is not set (eval \"$(scripts/services.sh up)\"; export KAFKA_BROKERS)"

@@ -4,25 +4,18 @@
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use clap::Parser;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use streamwatch_common::events::HEADER_DLQ_REASON;
 use streamwatch_common::kafka::{KafkaArgs, StageConsumer};
 
-#[derive(Parser)]
-struct Kafka {
-    #[command(flatten)]
-    args: KafkaArgs,
-}
-
 pub fn kafka() -> Option<KafkaArgs> {
     let Ok(brokers) = std::env::var("KAFKA_BROKERS") else {
         println!("KAFKA_BROKERS is not set: skipping the broker test");
         return None;
     };
-    Some(Kafka::parse_from(["test", "--brokers", &brokers]).args)
+    Some(KafkaArgs::for_brokers(&brokers))
 }
 
 pub fn unique(name: &str) -> String {
