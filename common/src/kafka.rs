@@ -248,20 +248,33 @@ impl KafkaArgs {
 /// later, until [`resume_fetching`]. (A bare `pause` covers only the current assignment, and
 /// librdkafka keeps it through a revocation, so a partition that comes back would stay paused.)
 pub fn pause_fetching(consumer: &StageConsumer) -> std::result::Result<(), KafkaError> {
-    consumer
-        .context()
-        .fetching_paused
-        .store(true, Ordering::SeqCst);
-    consumer.pause(&consumer.assignment()?)
+    follow(consumer, true)
 }
 
 /// Fetches again from every assigned partition, and from those assigned later.
 pub fn resume_fetching(consumer: &StageConsumer) -> std::result::Result<(), KafkaError> {
+    follow(consumer, false)
+}
+
+/// Records the stage's choice for later assignments, and applies it to the current one.
+fn follow(consumer: &StageConsumer, paused: bool) -> std::result::Result<(), KafkaError> {
     consumer
         .context()
         .fetching_paused
-        .store(false, Ordering::SeqCst);
-    consumer.resume(&consumer.assignment()?)
+        .store(paused, Ordering::SeqCst);
+    set_paused(consumer, &consumer.assignment()?, paused)
+}
+
+fn set_paused(
+    consumer: &impl Consumer<StageContext>,
+    partitions: &rdkafka::TopicPartitionList,
+    paused: bool,
+) -> std::result::Result<(), KafkaError> {
+    if paused {
+        consumer.pause(partitions)
+    } else {
+        consumer.resume(partitions)
+    }
 }
 
 fn subscribe<C: ConsumerContext + 'static>(
@@ -489,12 +502,8 @@ impl ConsumerContext for StageContext {
                 // librdkafka keeps a partition's pause through its revocation and reassignment:
                 // a partition paused before a rebalance would otherwise stay paused after a
                 // resume that came while it was assigned elsewhere.
-                let result = if self.fetching_paused.load(Ordering::SeqCst) {
-                    consumer.pause(partitions)
-                } else {
-                    consumer.resume(partitions)
-                };
-                if let Err(error) = result {
+                let paused = self.fetching_paused.load(Ordering::SeqCst);
+                if let Err(error) = set_paused(consumer, partitions, paused) {
                     tracing::warn!(stage = %self.stage, %error, "could not apply the pause to newly assigned partitions");
                 }
             }

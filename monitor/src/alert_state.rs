@@ -97,11 +97,11 @@ fn load(kafka: &KafkaArgs, topic: &str, prefix: &str) -> Result<Vec<RuleState>> 
             remaining.insert(partition, high);
         }
     }
-    let mut latest: HashMap<String, RuleState> = HashMap::new();
     if remaining.is_empty() {
         return Ok(Vec::new());
     }
     consumer.assign(&assignment)?;
+    let mut latest: HashMap<String, RuleState> = HashMap::new();
     let deadline = Instant::now() + LOAD_TIMEOUT;
     while !remaining.is_empty() {
         if Instant::now() > deadline {

@@ -201,39 +201,36 @@ pub async fn run(args: MergeArgs, shutdown: CancellationToken) -> Result<()> {
         let started = Instant::now();
         let (watermark, flush) = operator.advance();
         let ready = operator.take_ready(watermark, flush);
-        if let Err(error) = emit_windows(
-            &outputs,
-            &mapping,
-            &reference,
-            &segments,
-            &mut alerts,
-            &mut health,
-            ready,
-            watermark,
-        )
-        .await
-        {
+        // Rows and alerts, then the rules' state: all acknowledged before offsets are stored.
+        let emitted: Result<()> = async {
+            emit_windows(
+                &outputs,
+                &mapping,
+                &reference,
+                &segments,
+                &mut alerts,
+                &mut health,
+                ready,
+                watermark,
+            )
+            .await?;
+            operator.evict(watermark);
+            if let Some(performance) = &mut performance {
+                let (watermark, flush) = performance.advance();
+                let ready = performance.take_ready(watermark, flush);
+                let closed_until = watermark.saturating_sub(performance.label_horizon_us());
+                emit_performance(&outputs, &mapping, &mut alerts, ready, closed_until).await?;
+                performance.evict(watermark);
+            }
+            if let Some(topic) = &alert_state {
+                topic.save(&mut alerts).await?;
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(error) = emitted {
             result = Err(error);
             break;
-        }
-        operator.evict(watermark);
-        if let Some(performance) = &mut performance {
-            let (watermark, flush) = performance.advance();
-            let ready = performance.take_ready(watermark, flush);
-            let closed_until = watermark.saturating_sub(performance.label_horizon_us());
-            if let Err(error) =
-                emit_performance(&outputs, &mapping, &mut alerts, ready, closed_until).await
-            {
-                result = Err(error);
-                break;
-            }
-            performance.evict(watermark);
-        }
-        if let Some(topic) = &alert_state {
-            if let Err(error) = topic.save(&mut alerts).await {
-                result = Err(error);
-                break;
-            }
         }
         store_offsets(
             &consumer,
