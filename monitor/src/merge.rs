@@ -73,10 +73,15 @@ pub async fn run(args: MergeArgs, shutdown: CancellationToken) -> Result<()> {
         producer: producer.clone(),
         topic: args.windowed.output_topic.clone(),
     };
-    let alert_state = alert_state_topic(&args.windowed, &args.group, &mapping, &alerts, &producer);
-    if let Some(topic) = &alert_state {
-        topic.restore(&args.kafka, &mut alerts).await?;
-    }
+    let alert_state = alert_state_topic(
+        &args.kafka,
+        &args.windowed,
+        &args.group,
+        &mapping,
+        &mut alerts,
+        &producer,
+    )
+    .await?;
     let columns = mapping.counted_columns().len();
     let mut operator = MergeOperator::new(&mapping.monitor_name, &specs, columns, horizon);
     let mut health =

@@ -270,14 +270,19 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
         topic: args.windowed.output_topic.clone(),
     };
     // Workers evaluate no alerts: their merger does.
-    let alert_state = if !scale_out {
-        alert_state_topic(&args.windowed, &args.group, &mapping, &alerts, &producer)
-    } else {
+    let alert_state = if scale_out {
         None
+    } else {
+        alert_state_topic(
+            &args.kafka,
+            &args.windowed,
+            &args.group,
+            &mapping,
+            &mut alerts,
+            &producer,
+        )
+        .await?
     };
-    if let Some(topic) = &alert_state {
-        topic.restore(&args.kafka, &mut alerts).await?;
-    }
     let dimensions = segments.segmenters.len();
     let partitioned = scale_out.then(|| PartitionedWindows {
         outputs: Outputs {
@@ -781,23 +786,29 @@ async fn publish_late(
     Ok(())
 }
 
-/// Where the alert rules' state is kept, when the spec has rules and a topic is set.
-pub(crate) fn alert_state_topic(
+/// Where the alert rules' state is kept, when the spec has rules and a topic is set; the
+/// state it holds is handed to `alerts`.
+pub(crate) async fn alert_state_topic(
+    kafka: &KafkaArgs,
     windowed: &WindowedArgs,
     group: &str,
     mapping: &ColumnMapping,
-    alerts: &Alerts,
+    alerts: &mut Alerts,
     producer: &FutureProducer,
-) -> Option<AlertStateTopic> {
+) -> Result<Option<AlertStateTopic>> {
     if alerts.is_empty() {
-        return None;
+        return Ok(None);
     }
-    AlertStateTopic::new(
+    let topic = AlertStateTopic::new(
         producer.clone(),
         &windowed.alert_state_topic,
         group,
         &mapping.monitor_name,
-    )
+    );
+    if let Some(topic) = &topic {
+        topic.restore(kafka, alerts).await?;
+    }
+    Ok(topic)
 }
 
 /// Evaluates windows and publishes their rows and the alerts they change. Alert rules see
