@@ -368,7 +368,8 @@ struct LoopState {
     batch: MicroBatch,
     event: DecodedEvent,
     segments: DriftSegments,
-    /// One past the last consumed offset, per topic and partition.
+    /// One past the last consumed offset, per topic and partition (a scale-out worker keeps
+    /// them per partition, in `partitioned`).
     next_offsets: FxHashMap<Position, i64>,
     /// The join with completions, when a completions topic is read.
     performance: Option<PerformanceOperator>,
@@ -430,6 +431,11 @@ struct PartitionWindows {
     /// When progress was last published (a heartbeat even when nothing changes, so a
     /// restarted merger learns every partition's watermark).
     reported_at: Option<Instant>,
+    /// One past the last offset read in each topic (`SCORED`, `COMPLETIONS`) since the
+    /// partition was assigned. They live and go with the partition's panes: a revoked and
+    /// reassigned partition is re-read from its committed offsets, and positions read
+    /// before the revocation would store offsets past the panes the new state must rebuild.
+    next_offsets: [Option<i64>; 2],
 }
 
 /// How often a worker re-publishes an unchanged partition's progress.
@@ -457,7 +463,43 @@ impl PartitionedWindows {
                 performance_watermark: i64::MIN,
                 performance_idle: false,
                 reported_at: None,
+                next_offsets: [None; 2],
             })
+    }
+
+    /// A message was read at `offset` of `position`.
+    fn read(&mut self, position: Position, offset: i64) {
+        self.partition(position.partition).next_offsets[usize::from(position.topic)] =
+            Some(offset + 1);
+    }
+
+    /// Drops the state of partitions no longer assigned: their next owner (maybe this
+    /// instance again) rebuilds their panes from the committed offsets.
+    fn retain_assigned(&mut self, owned: &[i32]) {
+        self.partitions.retain(|p, _| owned.contains(p));
+    }
+
+    /// Per topic and partition read since its assignment, the offset to store: the lowest
+    /// one a kept pane or waiting join entry needs, or the next one to read.
+    fn offsets_to_store(&self) -> Vec<(Position, i64)> {
+        let mut offsets = Vec::new();
+        for (&partition, part) in &self.partitions {
+            for topic in [SCORED, COMPLETIONS] {
+                let Some(next) = part.next_offsets[usize::from(topic)] else {
+                    continue;
+                };
+                let position = Position { topic, partition };
+                let mut lowest = next;
+                if topic == SCORED {
+                    lowest = part.operator.commit_position(partition, lowest);
+                }
+                if let Some(performance) = &part.performance {
+                    lowest = performance.commit_position(position, lowest);
+                }
+                offsets.push((position, lowest));
+            }
+        }
+        offsets
     }
 }
 
@@ -515,7 +557,12 @@ async fn consume(
                 COMPLETIONS
             };
             let position = Position { topic, partition };
-            state.next_offsets.insert(position, offset + 1);
+            match &mut state.partitioned {
+                Some(partitioned) => partitioned.read(position, offset),
+                None => {
+                    state.next_offsets.insert(position, offset + 1);
+                }
+            }
             state.health.event_in();
             received += 1;
             metrics::counter!(EVENTS_IN_TOTAL, "stage" => "monitor").increment(1);
@@ -1055,43 +1102,36 @@ fn track_assignment(consumer: &StageConsumer, args: &RunArgs, state: &mut LoopSt
         marks.retain_partitions(|p| owned.contains(&p));
     }
     if let Some(partitioned) = &mut state.partitioned {
-        // A revoked partition's next owner rebuilds its panes from the committed offsets.
         let owned: Vec<i32> = elements
             .iter()
             .filter(|e| e.topic() == args.windowed.input_topic)
             .map(|e| e.partition())
             .collect();
-        partitioned.partitions.retain(|p, _| owned.contains(p));
+        partitioned.retain_assigned(&owned);
     }
 }
 
 /// Stores, per partition, the lowest offset any kept pane or waiting join entry needs.
 fn store_offsets(consumer: &StageConsumer, args: &RunArgs, state: &LoopState) {
+    let offsets = match &state.partitioned {
+        Some(partitioned) => partitioned.offsets_to_store(),
+        None => state
+            .next_offsets
+            .iter()
+            .map(|(&position, &next)| {
+                let mut lowest = next;
+                if position.topic == SCORED {
+                    lowest = state.operator.commit_position(position.partition, lowest);
+                }
+                if let Some(performance) = &state.performance {
+                    lowest = performance.commit_position(position, lowest);
+                }
+                (position, lowest)
+            })
+            .collect(),
+    };
     let mut positions = TopicPartitionList::new();
-    for (&position, &next) in &state.next_offsets {
-        let mut lowest = next;
-        if position.topic == SCORED {
-            let operator = match &state.partitioned {
-                Some(partitioned) => partitioned
-                    .partitions
-                    .get(&position.partition)
-                    .map(|p| &p.operator),
-                None => Some(&state.operator),
-            };
-            if let Some(operator) = operator {
-                lowest = operator.commit_position(position.partition, lowest);
-            }
-        }
-        let performance = match &state.partitioned {
-            Some(partitioned) => partitioned
-                .partitions
-                .get(&position.partition)
-                .and_then(|p| p.performance.as_ref()),
-            None => state.performance.as_ref(),
-        };
-        if let Some(performance) = performance {
-            lowest = performance.commit_position(position, lowest);
-        }
+    for (position, lowest) in offsets {
         let topic = if position.topic == SCORED {
             &args.windowed.input_topic
         } else {
@@ -1108,5 +1148,56 @@ fn store_offsets(consumer: &StageConsumer, args: &RunArgs, state: &LoopState) {
             // After a rebalance the partition may belong to another instance.
             tracing::debug!(%error, "offsets not stored");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::ClientConfig;
+
+    use super::*;
+
+    fn worker_windows() -> PartitionedWindows {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:9")
+            .create()
+            .expect("producer");
+        PartitionedWindows {
+            outputs: Outputs {
+                producer,
+                topic: "partials".into(),
+            },
+            specs: vec![WindowSpec::parse("1h").unwrap()],
+            columns: 1,
+            horizon: 0,
+            dimensions: 0,
+            performance: None,
+            partitions: FxHashMap::default(),
+        }
+    }
+
+    #[test]
+    fn a_reassigned_partition_stores_no_offset_read_before_its_revocation() {
+        let scored = |partition| Position {
+            topic: SCORED,
+            partition,
+        };
+        let completions = |partition| Position {
+            topic: COMPLETIONS,
+            partition,
+        };
+        let mut windows = worker_windows();
+        windows.read(scored(0), 10);
+        windows.read(scored(2), 100);
+        windows.read(completions(2), 50);
+        // Partition 2 is revoked, then assigned again: it is re-read from its committed
+        // offsets, and the first message back is a completion. Storing 101 for the scored
+        // topic would skip the events the new panes need.
+        windows.retain_assigned(&[0]);
+        windows.retain_assigned(&[0, 2]);
+        windows.read(completions(2), 7);
+        let mut stored = windows.offsets_to_store();
+        stored.sort_unstable();
+        assert_eq!(stored, vec![(scored(0), 11), (completions(2), 8)]);
     }
 }

@@ -12,10 +12,9 @@
 //!   groups' sessions expire, and everything resumes after SIGCONT.
 //!
 //! The final metric tables of both databases must be equal row for row (every column but
-//! the generation, the revision and the emission and storage times; alerts included, model
-//! performance not yet), and the
-//! reference's daily row counts must equal the golden ones (no trip lost or counted twice
-//! through the restarts).
+//! the generation, the revision and the emission and storage times; alerts and model
+//! performance included), and the reference's daily row counts must equal the golden ones
+//! (no trip lost or counted twice through the restarts).
 //!
 //! Late events update their windows whatever their lateness (`UPDATE_HORIZON`), so the
 //! comparison does not depend on timing; `CHAOS_FAULTS` picks the kinds of faults.
@@ -133,11 +132,8 @@ fn through_proxy(url: &str, port: u16) -> Result<(String, String)> {
 /// the metric when the rule changed state, which may be an early report of the window), sorted.
 async fn metric_tables(url: &str) -> Result<BTreeMap<&'static str, Vec<String>>> {
     // Alerts are in: a restarted merger takes its rules' streaks up from the alert-state
-    // topic instead of firing again. Model performance is computed on both paths but not
-    // compared yet: seed 1795820177416336 left labelled rows out of the scaled-out path (the
-    // merger refused a worker's rebuilt performance partials as incomplete; ARCHITECTURE,
-    // Known limits).
-    const TABLES: [&str; 8] = [
+    // topic instead of firing again.
+    const TABLES: [&str; 10] = [
         "window_metrics",
         "column_drift",
         "column_quantiles",
@@ -145,6 +141,8 @@ async fn metric_tables(url: &str) -> Result<BTreeMap<&'static str, Vec<String>>>
         "feature_contributions",
         "segment_drift",
         "segment_column_drift",
+        "window_performance",
+        "segment_performance",
         "alerts",
     ];
     let client = connect(url).await?;
