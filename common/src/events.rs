@@ -83,6 +83,18 @@ pub struct WindowKey {
 }
 
 impl WindowKey {
+    /// A tumbling window of `size_seconds` starting at `start`.
+    pub fn tumbling(monitor: &str, start: NaiveDateTime, size_seconds: i64) -> Self {
+        Self {
+            monitor: monitor.to_owned(),
+            kind: WindowKind::Tumbling,
+            size_seconds,
+            step_seconds: size_seconds,
+            start,
+            end: start + chrono::Duration::seconds(size_seconds),
+        }
+    }
+
     /// The Kafka message key for rows of this window, so re-emissions land in one partition.
     pub fn message_key(&self) -> String {
         format!(
@@ -207,6 +219,33 @@ pub struct MetricRow {
     #[serde(default)]
     pub last_event_published_at: Option<DateTime<Utc>>,
     pub emitted_at: DateTime<Utc>,
+}
+
+impl MetricRow {
+    /// A window's first report with nothing counted or tested yet: callers fill in what they
+    /// have.
+    pub fn empty(window: WindowKey, emitted_at: DateTime<Utc>) -> Self {
+        Self {
+            window,
+            generation: 0,
+            revision: 1,
+            row_count: 0,
+            number_of_columns: 0,
+            number_of_missing_values: 0,
+            share_of_missing_values: None,
+            prediction_drift: None,
+            number_of_drifted_columns: 0,
+            share_of_drifted_columns: 0.0,
+            dataset_drift: false,
+            columns: Vec::new(),
+            quantiles: Vec::new(),
+            outliers: Vec::new(),
+            contributions: Vec::new(),
+            segments: Vec::new(),
+            last_event_published_at: None,
+            emitted_at,
+        }
+    }
 }
 
 /// Drift and data quality of one segment of a window (`pickup_borough` = `Queens`), tested

@@ -327,38 +327,19 @@ pub fn check_windows(specs: &[AlertSpec], windows: &[String]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use chrono::Utc;
-    use streamwatch_common::events::{parse_timestamp, WindowKey, WindowKind};
+    use streamwatch_common::events::{parse_timestamp, WindowKey};
 
     use super::*;
 
     fn row(day: u32, drifted: u32) -> MetricRow {
         let start = parse_timestamp(&format!("2022-02-{day:02}T00:00:00")).unwrap();
         MetricRow {
-            window: WindowKey {
-                monitor: "taxi".into(),
-                kind: WindowKind::Tumbling,
-                size_seconds: 86_400,
-                step_seconds: 86_400,
-                start,
-                end: start + chrono::Duration::days(1),
-            },
-            generation: 0,
-            revision: 1,
             row_count: 10,
             number_of_columns: 3,
-            number_of_missing_values: 0,
             share_of_missing_values: Some(0.0),
-            prediction_drift: None,
             number_of_drifted_columns: drifted,
             share_of_drifted_columns: f64::from(drifted) / 3.0,
-            dataset_drift: false,
-            columns: vec![],
-            quantiles: vec![],
-            outliers: vec![],
-            contributions: vec![],
-            segments: vec![],
-            last_event_published_at: None,
-            emitted_at: Utc::now(),
+            ..MetricRow::empty(WindowKey::tumbling("taxi", start, 86_400), Utc::now())
         }
     }
 

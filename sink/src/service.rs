@@ -1253,25 +1253,9 @@ mod tests {
     fn row() -> MetricRow {
         let start = parse_timestamp("2022-02-01T00:00:00").unwrap();
         MetricRow {
-            window: WindowKey {
-                monitor: "taxi".into(),
-                kind: WindowKind::Tumbling,
-                size_seconds: 86_400,
-                step_seconds: 86_400,
-                start,
-                end: start + chrono::Duration::days(1),
-            },
-            generation: 0,
-            revision: 1,
             row_count: 3,
             number_of_columns: 21,
-            number_of_missing_values: 0,
             share_of_missing_values: Some(0.0),
-            prediction_drift: None,
-            number_of_drifted_columns: 0,
-            share_of_drifted_columns: 0.0,
-            dataset_drift: false,
-            columns: vec![],
             quantiles: vec![QuantileValue {
                 column: "fare_amount".into(),
                 quantile: 0.5,
@@ -1289,10 +1273,7 @@ mod tests {
                 share_outside_iqr: None,
                 values: 2,
             }],
-            contributions: vec![],
-            segments: vec![],
-            last_event_published_at: None,
-            emitted_at: Utc::now(),
+            ..MetricRow::empty(WindowKey::tumbling("taxi", start, 86_400), Utc::now())
         }
     }
 

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use chrono::{NaiveDateTime, Utc};
+use chrono::Utc;
 use serde_json::json;
 use streamwatch_common::events::{
     AlertEvent, AlertState, LabelDelay, LateEvent, LateEvents, MetricRow, MetricsRecord,
@@ -39,17 +39,6 @@ const ODD_BOROUGH: &str = "EWR & <unknown>";
 
 fn day(i: usize) -> String {
     format!("2022-02-{:02}", i + 1)
-}
-
-fn window(start: NaiveDateTime, monitor: &str, size: i64) -> WindowKey {
-    WindowKey {
-        monitor: monitor.into(),
-        kind: WindowKind::Tumbling,
-        size_seconds: size,
-        step_seconds: size,
-        start,
-        end: start + chrono::Duration::seconds(size),
-    }
 }
 
 fn prediction_drift(i: usize) -> f64 {
@@ -173,7 +162,7 @@ fn performance(i: usize) -> MetricsRecord {
     let mut report = serde_json::to_value(stats(rows(i), labelled, overall)).unwrap();
     let fields = json!({
         "record": "performance",
-        "window": window(ts(&format!("{}T00:00:00", day(i))), "taxi", 86_400),
+        "window": WindowKey::tumbling("taxi", ts(&format!("{}T00:00:00", day(i))), 86_400),
         "revision": 1,
         "unmatched_completions": 2,
         "segments": [
@@ -203,7 +192,7 @@ fn alert(i: usize, rule: &str, state: AlertState, value: f64) -> MetricsRecord {
         op: ">=".into(),
         threshold: 0.1,
         for_windows: 2,
-        window: window(ts(&format!("{}T00:00:00", day(i))), "taxi", 86_400),
+        window: WindowKey::tumbling("taxi", ts(&format!("{}T00:00:00", day(i))), 86_400),
         state,
         value: Some(value),
         emitted_at: Utc::now(),
@@ -262,10 +251,10 @@ fn records() -> Vec<MetricsRecord> {
     other_monitor.window.monitor = "synthetic".into();
     other_monitor.row_count = 11_111;
     let mut other_shape = metric_row(1);
-    other_shape.window = window(ts("2022-02-02T01:00:00"), "taxi", 3_600);
+    other_shape.window = WindowKey::tumbling("taxi", ts("2022-02-02T01:00:00"), 3_600);
     other_shape.row_count = 55_555;
     let mut after = metric_row(0);
-    after.window = window(ts("2022-03-01T00:00:00"), "taxi", 86_400);
+    after.window = WindowKey::tumbling("taxi", ts("2022-03-01T00:00:00"), 86_400);
     after.row_count = 77_777;
     records.extend([other_monitor.into(), other_shape.into(), after.into()]);
     records

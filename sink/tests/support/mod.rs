@@ -7,7 +7,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use streamwatch_common::events::{
     parse_timestamp, ColumnDrift, ColumnOutliers, FeatureContribution, HealthReport, LabelDelay,
     MetricRow, PerformanceReport, PerformanceStats, QuantileValue, RegressionMetrics, SegmentDrift,
-    SegmentPerformance, WindowKey, WindowKind,
+    SegmentPerformance, WindowKey,
 };
 use streamwatch_sink::service::MetricStore;
 use tokio_postgres::{Client, Config, NoTls};
@@ -138,15 +138,6 @@ pub fn daily_row(day: &str, revision: u32, prediction_drift: f64) -> MetricRow {
         drift("PULocationID", Some(0.05), false),
     ];
     MetricRow {
-        window: WindowKey {
-            monitor: "taxi".into(),
-            kind: WindowKind::Tumbling,
-            size_seconds: 86_400,
-            step_seconds: 86_400,
-            start,
-            end: start + chrono::Duration::days(1),
-        },
-        generation: 0,
         revision,
         row_count: 2_399,
         number_of_columns: 21,
@@ -173,10 +164,7 @@ pub fn daily_row(day: &str, revision: u32, prediction_drift: f64) -> MetricRow {
             outliers("prediction", Some(0.0125), 2_399),
             outliers("fare_amount", Some(0.03), 2_399),
         ],
-        contributions: vec![],
-        segments: vec![],
-        last_event_published_at: None,
-        emitted_at: Utc::now(),
+        ..MetricRow::empty(WindowKey::tumbling("taxi", start, 86_400), Utc::now())
     }
 }
 
