@@ -489,13 +489,8 @@ impl PartitionedWindows {
                     continue;
                 };
                 let position = Position { topic, partition };
-                let mut lowest = next;
-                if topic == SCORED {
-                    lowest = part.operator.commit_position(partition, lowest);
-                }
-                if let Some(performance) = &part.performance {
-                    lowest = performance.commit_position(position, lowest);
-                }
+                let lowest =
+                    lowest_needed(position, next, &part.operator, part.performance.as_ref());
                 offsets.push((position, lowest));
             }
         }
@@ -1111,6 +1106,24 @@ fn track_assignment(consumer: &StageConsumer, args: &RunArgs, state: &mut LoopSt
     }
 }
 
+/// The offset to store at `position`: the lowest one a kept pane of `operator` (scored topic)
+/// or of `performance` still needs, or `next`.
+fn lowest_needed(
+    position: Position,
+    next: i64,
+    operator: &WindowOperator,
+    performance: Option<&PerformanceOperator>,
+) -> i64 {
+    let mut lowest = next;
+    if position.topic == SCORED {
+        lowest = operator.commit_position(position.partition, lowest);
+    }
+    if let Some(performance) = performance {
+        lowest = performance.commit_position(position, lowest);
+    }
+    lowest
+}
+
 /// Stores, per partition, the lowest offset any kept pane or waiting join entry needs.
 fn store_offsets(consumer: &StageConsumer, args: &RunArgs, state: &LoopState) {
     let offsets = match &state.partitioned {
@@ -1119,13 +1132,8 @@ fn store_offsets(consumer: &StageConsumer, args: &RunArgs, state: &LoopState) {
             .next_offsets
             .iter()
             .map(|(&position, &next)| {
-                let mut lowest = next;
-                if position.topic == SCORED {
-                    lowest = state.operator.commit_position(position.partition, lowest);
-                }
-                if let Some(performance) = &state.performance {
-                    lowest = performance.commit_position(position, lowest);
-                }
+                let lowest =
+                    lowest_needed(position, next, &state.operator, state.performance.as_ref());
                 (position, lowest)
             })
             .collect(),
