@@ -9,5 +9,6 @@ pub mod kafka;
 pub mod shutdown;
 pub mod spec;
 pub mod telemetry;
+pub mod testing;
 
 pub use error::{Error, Result};

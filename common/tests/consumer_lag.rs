@@ -2,7 +2,7 @@
 //! consumer that committed 5 of 50 messages reports a lag of 45 for the partition, and 0 once
 //! it committed them all.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -10,37 +10,14 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::FutureRecord;
-use streamwatch_common::kafka::{KafkaArgs, StageConsumer};
+use streamwatch_common::kafka::StageConsumer;
 use streamwatch_common::telemetry::prometheus_builder;
+use streamwatch_common::testing::{kafka_from_env, unique_name};
 
 const MESSAGES: i64 = 50;
 const COMMITTED: i64 = 5;
 const STAGE: &str = "lag-test";
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-fn kafka() -> Option<KafkaArgs> {
-    match std::env::var("KAFKA_BROKERS") {
-        Ok(brokers) if !brokers.is_empty() => {
-            let mut kafka = KafkaArgs::for_brokers(&brokers);
-            kafka.statistics_interval_ms = 200;
-            Some(kafka)
-        }
-        _ => {
-            eprintln!(
-                "SKIPPED consumer_lag: KAFKA_BROKERS is not set (eval \"$(scripts/services.sh up)\"; export KAFKA_BROKERS)"
-            );
-            None
-        }
-    }
-}
-
-fn unique(name: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("test-common-{name}-{}-{nanos}", std::process::id())
-}
 
 /// The value of the first sample whose name and labels contain all of `parts`.
 fn sample(text: &str, name: &str, parts: &[&str]) -> Option<f64> {
@@ -82,10 +59,13 @@ async fn wait_for_lag(
 
 #[tokio::test]
 async fn lag_gauge_counts_the_messages_behind_the_high_watermark() {
-    let Some(kafka) = kafka() else { return };
+    let Some(mut kafka) = kafka_from_env("consumer_lag") else {
+        return;
+    };
+    kafka.statistics_interval_ms = 200;
     let handle = prometheus_builder().install_recorder().unwrap();
-    let topic = unique("lag");
-    let group = unique("lag-group");
+    let topic = unique_name("common", "lag");
+    let group = unique_name("common", "lag-group");
 
     let admin: AdminClient<DefaultClientContext> = kafka.client_config().unwrap().create().unwrap();
     for result in admin

@@ -4,36 +4,17 @@
 //! from both (the sink stalled on exactly this when its group session expired during a database
 //! outage).
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
 use rdkafka::producer::FutureRecord;
-use streamwatch_common::kafka::{pause_fetching, resume_fetching, KafkaArgs, StageConsumer};
+use streamwatch_common::kafka::{pause_fetching, resume_fetching, StageConsumer};
+use streamwatch_common::testing::{kafka_from_env, unique_name};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-fn kafka() -> Option<KafkaArgs> {
-    match std::env::var("KAFKA_BROKERS") {
-        Ok(brokers) if !brokers.is_empty() => Some(KafkaArgs::for_brokers(&brokers)),
-        _ => {
-            eprintln!(
-                "SKIPPED pause_rebalance: KAFKA_BROKERS is not set (eval \"$(scripts/services.sh up)\"; export KAFKA_BROKERS)"
-            );
-            None
-        }
-    }
-}
-
-fn unique(name: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("test-common-{name}-{}-{nanos}", std::process::id())
-}
 
 fn assigned(consumer: &StageConsumer) -> Vec<i32> {
     let mut partitions: Vec<i32> = consumer
@@ -67,9 +48,11 @@ async fn poll_until(consumers: &[&StageConsumer], what: &str, done: impl Fn() ->
 
 #[tokio::test]
 async fn a_partition_paused_before_a_rebalance_fetches_after_a_resume() {
-    let Some(kafka) = kafka() else { return };
-    let topic = unique("pause");
-    let group = unique("pause-group");
+    let Some(kafka) = kafka_from_env("pause_rebalance") else {
+        return;
+    };
+    let topic = unique_name("common", "pause");
+    let group = unique_name("common", "pause-group");
     let admin: AdminClient<DefaultClientContext> = kafka.client_config().unwrap().create().unwrap();
     for result in admin
         .create_topics(

@@ -2,34 +2,12 @@
 //! one process saved, the next one of the same group takes up, and goes on with the streak;
 //! another group's state is not taken.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use chrono::Utc;
 use streamwatch_common::events::{parse_timestamp, AlertState, MetricRow, WindowKey};
-use streamwatch_common::kafka::KafkaArgs;
 use streamwatch_common::spec::AlertSpec;
+use streamwatch_common::testing::{kafka_from_env, unique_name};
 use streamwatch_monitor::alert_state::AlertStateTopic;
 use streamwatch_monitor::alerts::Alerts;
-
-fn kafka() -> Option<KafkaArgs> {
-    match std::env::var("KAFKA_BROKERS") {
-        Ok(brokers) if !brokers.is_empty() => Some(KafkaArgs::for_brokers(&brokers)),
-        _ => {
-            eprintln!(
-                "SKIPPED alert_state: KAFKA_BROKERS is not set (eval \"$(scripts/services.sh up)\"; export KAFKA_BROKERS)"
-            );
-            None
-        }
-    }
-}
-
-fn unique(name: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("test-monitor-{name}-{}-{nanos}", std::process::id())
-}
 
 /// A daily window row of February 2022 with `drifted` drifted columns.
 fn row(day: u32, drifted: u32) -> MetricRow {
@@ -57,8 +35,10 @@ fn rules() -> Vec<AlertSpec> {
 
 #[tokio::test]
 async fn a_restarted_process_goes_on_with_its_groups_streaks() {
-    let Some(kafka) = kafka() else { return };
-    let topic = unique("alert-state");
+    let Some(kafka) = kafka_from_env("alert_state") else {
+        return;
+    };
+    let topic = unique_name("monitor", "alert-state");
     let producer = kafka.producer().unwrap();
     let state =
         |group: &str| AlertStateTopic::new(producer.clone(), &topic, group, "taxi").unwrap();

@@ -14,6 +14,7 @@ use streamwatch_common::events::{
 };
 use streamwatch_common::kafka::KafkaArgs;
 use streamwatch_common::telemetry::Readiness;
+use streamwatch_common::testing::kafka_from_env;
 use streamwatch_sink::config::Backoff;
 use streamwatch_sink::migrations;
 use streamwatch_sink::service::MetricStore;
@@ -22,24 +23,9 @@ use support::{daily_row, database_url, unique, TestDb};
 use tokio_util::sync::CancellationToken;
 
 fn kafka_args(test: &str) -> Option<KafkaArgs> {
-    match std::env::var("KAFKA_BROKERS") {
-        Ok(brokers) if !brokers.is_empty() => Some(KafkaArgs {
-            brokers,
-            security_protocol: "plaintext".into(),
-            sasl_mechanism: None,
-            sasl_username: None,
-            sasl_password_file: None,
-            ssl_ca_location: None,
-            extra_config: String::new(),
-            statistics_interval_ms: 1000,
-        }),
-        _ => {
-            eprintln!(
-                "SKIPPED {test}: KAFKA_BROKERS is not set (eval \"$(scripts/services.sh env)\")"
-            );
-            None
-        }
-    }
+    let mut kafka = kafka_from_env(test)?;
+    kafka.statistics_interval_ms = 1000;
+    Some(kafka)
 }
 
 async fn produce(producer: &FutureProducer, topic: &str, key: &str, payload: &[u8]) {
