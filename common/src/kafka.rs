@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use rdkafka::client::ClientContext;
@@ -57,10 +57,23 @@ pub struct KafkaArgs {
         default_value_t = DEFAULT_STATISTICS_INTERVAL_MS
     )]
     pub statistics_interval_ms: u64,
+
+    /// How long a stage waits at start for a broker to answer before it exits with an error,
+    /// in seconds. A stage started while the broker restarts waits for it instead of failing.
+    #[arg(
+        long = "kafka-connect-timeout-seconds",
+        env = "KAFKA_CONNECT_TIMEOUT_SECONDS",
+        default_value_t = 60
+    )]
+    pub connect_timeout_seconds: u64,
 }
 
 /// Default of [`KafkaArgs::statistics_interval_ms`].
 pub const DEFAULT_STATISTICS_INTERVAL_MS: u64 = 5000;
+
+/// The longest single metadata request of [`KafkaArgs::check_reachable`]; it asks again
+/// until the connect timeout has passed.
+const PROBE_ATTEMPT: Duration = Duration::from_secs(5);
 
 /// Gauge of the messages between a partition's high watermark and the group's committed
 /// offset, labelled `stage`, `topic`, `partition`.
@@ -203,21 +216,37 @@ impl KafkaArgs {
         Ok(config)
     }
 
-    /// Fails with a clear error when no broker answers within `timeout`.
-    pub fn check_reachable(&self, timeout: Duration) -> Result<()> {
+    /// How long startup waits for a broker: [`KafkaArgs::connect_timeout_seconds`].
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_seconds)
+    }
+
+    /// Waits until a broker answers; fails with a clear error when none has within the
+    /// connect timeout. Blocking.
+    pub fn check_reachable(&self) -> Result<()> {
         let config = self.client_config()?;
         let probe: rdkafka::consumer::BaseConsumer =
             config.create().map_err(|source| Error::KafkaClient {
                 what: "connectivity probe",
                 source,
             })?;
-        probe
-            .fetch_metadata(None, timeout)
-            .map(|_| ())
-            .map_err(|source| Error::BrokerUnreachable {
-                brokers: self.brokers.clone(),
-                source,
-            })
+        let deadline = Instant::now() + self.connect_timeout();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match probe.fetch_metadata(None, left.min(PROBE_ATTEMPT)) {
+                Ok(_) => return Ok(()),
+                Err(source) if Instant::now() >= deadline => {
+                    return Err(Error::BrokerUnreachable {
+                        brokers: self.brokers.clone(),
+                        source,
+                    })
+                }
+                Err(source) => {
+                    tracing::warn!(brokers = %self.brokers, error = %source, "no broker answers yet; waiting");
+                    std::thread::sleep(Duration::from_millis(500).min(left));
+                }
+            }
+        }
     }
 }
 
@@ -716,6 +745,7 @@ mod tests {
                 ssl_ca_location: None,
                 extra_config: String::new(),
                 statistics_interval_ms: 0,
+                connect_timeout_seconds: 1,
             };
             let created: std::result::Result<rdkafka::producer::BaseProducer, _> =
                 args.client_config().unwrap().create();

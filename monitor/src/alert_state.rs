@@ -80,7 +80,7 @@ fn load(kafka: &KafkaArgs, topic: &str, prefix: &str) -> Result<Vec<RuleState>> 
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false");
     let consumer: BaseConsumer = config.create()?;
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let metadata = consumer.fetch_metadata(Some(topic), kafka.connect_timeout())?;
     let partitions: Vec<i32> = metadata
         .topics()
         .iter()
@@ -91,7 +91,7 @@ fn load(kafka: &KafkaArgs, topic: &str, prefix: &str) -> Result<Vec<RuleState>> 
     let mut remaining: HashMap<i32, i64> = HashMap::new();
     let mut assignment = TopicPartitionList::new();
     for partition in partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
+        let (low, high) = consumer.fetch_watermarks(topic, partition, kafka.connect_timeout())?;
         if high > low {
             assignment.add_partition_offset(topic, partition, Offset::Offset(low))?;
             remaining.insert(partition, high);

@@ -57,7 +57,7 @@ pub async fn run(args: MergeArgs, shutdown: CancellationToken) -> Result<()> {
             )
         });
     let kafka = args.kafka.clone();
-    tokio::task::spawn_blocking(move || kafka.check_reachable(Duration::from_secs(10)))
+    tokio::task::spawn_blocking(move || kafka.check_reachable())
         .await
         .expect("connectivity probe does not panic")?;
     let consumer =

@@ -175,7 +175,7 @@ async fn check_co_partitioned(
         scored_topic.to_owned(),
         args.completions_topic.clone(),
     );
-    let timeout = Duration::from_secs(10);
+    let timeout = kafka.connect_timeout();
     let (scored_partitions, completions_partitions) =
         tokio::task::spawn_blocking(move || -> Result<_> {
             Ok((
@@ -220,7 +220,7 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
     let scale_out = !args.partials_topic.is_empty();
 
     let kafka = args.kafka.clone();
-    tokio::task::spawn_blocking(move || kafka.check_reachable(Duration::from_secs(10)))
+    tokio::task::spawn_blocking(move || kafka.check_reachable())
         .await
         .expect("connectivity probe does not panic")?;
     let mut topics = vec![args.windowed.input_topic.as_str()];

@@ -437,7 +437,7 @@ pub(crate) async fn start_admin(
 /// A producer, after checking that a broker answers (a clear error instead of silent retries).
 pub(crate) async fn connect(kafka: &KafkaArgs) -> Result<FutureProducer> {
     let probe = kafka.clone();
-    tokio::task::spawn_blocking(move || probe.check_reachable(Duration::from_secs(10))).await??;
+    tokio::task::spawn_blocking(move || probe.check_reachable()).await??;
     Ok(kafka.producer()?)
 }
 

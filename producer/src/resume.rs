@@ -45,8 +45,6 @@ use crate::source::schedule::{Item, Schedule, Scheduled};
 const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// The group id of the reading consumer, which never joins it nor commits to it.
 const READER_GROUP: &str = "streamwatch-producer-resume";
-/// Longest wait for the topic's metadata (its partition count).
-const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Maps the trip ids of a replay (the message keys) back to the events' positions in the
 /// replay order.
@@ -245,7 +243,7 @@ pub async fn scan(
     let probe = kafka.clone();
     let name = topic.to_owned();
     let partitions =
-        tokio::task::spawn_blocking(move || probe.partition_count(&name, METADATA_TIMEOUT))
+        tokio::task::spawn_blocking(move || probe.partition_count(&name, probe.connect_timeout()))
             .await??;
     if partitions == 0 {
         return Ok(Some(found));

@@ -26,9 +26,6 @@ use crate::{Error, Result};
 /// The stage name in metrics labels and dead-letter headers.
 pub const STAGE: &str = "scorer";
 
-/// How long to wait for a broker at startup.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// What a run did, counted when the broker acknowledged each output.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Summary {
@@ -47,7 +44,7 @@ pub async fn run(
     readiness: Readiness,
 ) -> Result<Summary> {
     let kafka = args.kafka.clone();
-    tokio::task::spawn_blocking(move || kafka.check_reachable(CONNECT_TIMEOUT))
+    tokio::task::spawn_blocking(move || kafka.check_reachable())
         .await
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))?;
     let producer = args.kafka.producer()?;

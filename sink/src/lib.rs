@@ -46,7 +46,7 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<LoopStats
     health.set_database(true);
 
     let kafka = args.kafka.clone();
-    tokio::task::spawn_blocking(move || kafka.check_reachable(Duration::from_secs(10)))
+    tokio::task::spawn_blocking(move || kafka.check_reachable())
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
     health.set_broker(true);

@@ -26,6 +26,7 @@ fn fails(name: &str, args: &[&str]) -> String {
         .current_dir(repo_root())
         .env_remove("KAFKA_BROKERS")
         .env_remove("DATABASE_URL")
+        .env("KAFKA_CONNECT_TIMEOUT_SECONDS", "2")
         .output()
         .unwrap();
     assert!(!output.status.success(), "{name} {args:?} should fail");
