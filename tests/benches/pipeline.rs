@@ -1538,16 +1538,19 @@ impl Report {
             }
         }
         if let Some(p) = &self.pipeline {
-            line("\nCold end-to-end run, per stage:\n".into());
             line(
-                "| stage | peak memory (VmHWM, MiB) | CPU from the producer's start (s, user+system) |"
+                "\nEnd-to-end runs, per stage (CPU from the producer's start to the 28th day):\n"
                     .into(),
             );
-            line("|---|---:|---:|".into());
-            for s in &p.cold.stages {
+            line(
+                "| stage | warm: CPU (s, user+system) | warm: peak memory (VmHWM, MiB) | cold: CPU (s) | cold: peak memory (MiB) |"
+                    .into(),
+            );
+            line("|---|---:|---:|---:|---:|".into());
+            for (warm, cold) in p.warm.stages.iter().zip(&p.cold.stages) {
                 line(format!(
-                    "| {} | {:.1} | {:.2} |",
-                    s.name, s.peak_mib, s.cpu_s
+                    "| {} | {:.2} | {:.1} | {:.2} | {:.1} |",
+                    warm.name, warm.cpu_s, warm.peak_mib, cold.cpu_s, cold.peak_mib
                 ));
             }
         }
