@@ -2,7 +2,7 @@
 //! the consumer context that turns librdkafka statistics into consumer-lag gauges.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -334,6 +334,8 @@ pub struct StageContext {
     brokers_down: AtomicBool,
     /// The stage paused fetching ([`pause_fetching`]); every new assignment follows it.
     fetching_paused: AtomicBool,
+    /// Rebalances that took partitions away.
+    revocations: AtomicU64,
 }
 
 #[derive(Default)]
@@ -351,7 +353,14 @@ impl StageContext {
             lag: Mutex::default(),
             brokers_down: AtomicBool::new(false),
             fetching_paused: AtomicBool::new(false),
+            revocations: AtomicU64::new(0),
         }
+    }
+
+    /// How many rebalances took partitions away so far: offsets computed before one must not
+    /// be stored after it, as the partition may have been re-read since.
+    pub fn revocations(&self) -> u64 {
+        self.revocations.load(Ordering::SeqCst)
     }
 
     /// The stage named in the gauges' `stage` label.
@@ -416,6 +425,7 @@ impl StageContext {
     }
 
     fn revoke(&self, partitions: &rdkafka::TopicPartitionList) {
+        self.revocations.fetch_add(1, Ordering::SeqCst);
         let mut state = self.lock();
         for element in partitions.elements() {
             let key = (element.topic().to_owned(), element.partition());

@@ -9,12 +9,11 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use streamwatch_common::kafka::KafkaArgs;
 
 use crate::alerts::{Alerts, RuleState};
-use crate::service::Outputs;
+use crate::outputs::Outputs;
 use crate::{MonitorError, Result};
 
 /// How long reading the topic back at start may take before the monitor gives up.
@@ -29,12 +28,11 @@ pub struct AlertStateTopic {
 
 impl AlertStateTopic {
     /// None when `topic` is empty (the streaks then live in memory only).
-    pub fn new(producer: FutureProducer, topic: &str, group: &str, monitor: &str) -> Option<Self> {
+    /// Records go through `outputs`' producer and checkpoints, so the state a batch
+    /// changed is acknowledged before its offsets are stored.
+    pub fn new(outputs: &Outputs, topic: &str, group: &str, monitor: &str) -> Option<Self> {
         (!topic.is_empty()).then(|| Self {
-            outputs: Outputs {
-                producer,
-                topic: topic.to_owned(),
-            },
+            outputs: outputs.for_topic(topic),
             prefix: format!("{group}/{monitor}/"),
         })
     }
@@ -43,7 +41,7 @@ impl AlertStateTopic {
     pub async fn restore(&self, kafka: &KafkaArgs, alerts: &mut Alerts) -> Result<()> {
         let (kafka, topic, prefix) = (
             kafka.clone(),
-            self.outputs.topic.clone(),
+            self.outputs.topic().to_owned(),
             self.prefix.clone(),
         );
         let states = tokio::task::spawn_blocking(move || load(&kafka, &topic, &prefix))
@@ -51,7 +49,7 @@ impl AlertStateTopic {
             .expect("reading the alert state does not panic")?;
         let restored = alerts.restore(&states);
         tracing::info!(
-            topic = %self.outputs.topic,
+            topic = %self.outputs.topic(),
             records = states.len(),
             restored,
             "alert rules' state read back"
@@ -59,8 +57,8 @@ impl AlertStateTopic {
         Ok(())
     }
 
-    /// Publishes the state of every rule that changed, and waits for the acknowledgements:
-    /// call it after the batch's transitions were published and before its offsets are stored.
+    /// Sends the state of every rule that changed: call it after the batch's transitions
+    /// were published and before its offsets' checkpoint.
     pub async fn save(&self, alerts: &mut Alerts) -> Result<()> {
         for state in alerts.take_changed() {
             let key = format!("{}{}", self.prefix, state.rule);

@@ -14,6 +14,7 @@ pub mod health;
 pub mod mapping;
 pub mod merge;
 pub mod outliers;
+pub mod outputs;
 pub mod partials;
 pub mod performance;
 pub mod profile;

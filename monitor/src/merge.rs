@@ -11,16 +11,16 @@ use rdkafka::producer::Producer;
 use rdkafka::{Offset, TopicPartitionList};
 use rustc_hash::FxHashMap;
 use streamwatch_common::deadletter::{DeadLetters, Origin};
-use streamwatch_common::kafka::StageConsumer;
 use streamwatch_common::telemetry::{serve_admin, Readiness, EVENTS_IN_TOTAL, PROCESSING_SECONDS};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{MergeArgs, Resolved};
 use crate::health::{instance_name, HealthTracker};
+use crate::outputs::{Outputs, Settle};
 use crate::partials::{Applied, MergeOperator, PartialRecord, PerfMergeOperator};
 use crate::service::{
     alert_state_topic, emit_performance, emit_windows, prepare_drift, prepare_performance,
-    DriftSetup, Outputs,
+    DriftSetup,
 };
 use crate::Result;
 
@@ -69,17 +69,14 @@ pub async fn run(args: MergeArgs, shutdown: CancellationToken) -> Result<()> {
         &args.windowed.dead_letter_topic,
         "monitor",
     );
-    let outputs = Outputs {
-        producer: producer.clone(),
-        topic: args.windowed.output_topic.clone(),
-    };
+    let outputs = Outputs::new(producer.clone(), &args.windowed.output_topic);
     let alert_state = alert_state_topic(
         &args.kafka,
         &args.windowed,
         &args.group,
         &mapping,
         &mut alerts,
-        &producer,
+        &outputs,
     )
     .await?;
     let columns = mapping.counted_columns().len();
@@ -124,6 +121,7 @@ pub async fn run(args: MergeArgs, shutdown: CancellationToken) -> Result<()> {
                 Err(error) => tracing::warn!(%error, "scored topic's partitions unknown"),
             }
         }
+        let batch_revocations = consumer.context().revocations();
         let mut pending_dead_letters = Vec::new();
         let mut received = 0usize;
         let deadline = tokio::time::Instant::now() + BATCH_LINGER;
@@ -230,20 +228,22 @@ pub async fn run(args: MergeArgs, shutdown: CancellationToken) -> Result<()> {
             if let Some(topic) = &alert_state {
                 topic.save(&mut alerts).await?;
             }
-            Ok(())
+            outputs.checkpoint(
+                offsets_to_store(
+                    &args.partials_topic,
+                    &operator,
+                    performance.as_ref(),
+                    &next_offsets,
+                ),
+                batch_revocations,
+            );
+            outputs.settle(&consumer, Settle::Ready).await
         }
         .await;
         if let Err(error) = emitted {
             result = Err(error);
             break;
         }
-        store_offsets(
-            &consumer,
-            &args.partials_topic,
-            &operator,
-            performance.as_ref(),
-            &next_offsets,
-        );
         readiness.set(consumer.context().brokers_reachable());
         metrics::gauge!("streamwatch_monitor_open_windows").set(operator.open_windows() as f64);
         metrics::gauge!("streamwatch_monitor_panes").set(operator.partials() as f64);
@@ -253,13 +253,19 @@ pub async fn run(args: MergeArgs, shutdown: CancellationToken) -> Result<()> {
     }
 
     readiness.set(false);
-    store_offsets(
-        &consumer,
-        &args.partials_topic,
-        &operator,
-        performance.as_ref(),
-        &next_offsets,
-    );
+    // After a failure only what was acknowledged before it has its offsets stored.
+    if result.is_ok() {
+        outputs.checkpoint(
+            offsets_to_store(
+                &args.partials_topic,
+                &operator,
+                performance.as_ref(),
+                &next_offsets,
+            ),
+            consumer.context().revocations(),
+        );
+        result = outputs.settle(&consumer, Settle::All).await;
+    }
     if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
         tracing::debug!(%error, "final offset commit skipped");
     }
@@ -304,15 +310,14 @@ fn warn_refused(applied: Applied, kind: &str, partition: i32, pane_start_us: i64
     }
 }
 
-/// Stores, per partition of the partials topic, the lowest offset of a partial still kept:
-/// a restarted merger re-reads every partial of an open window.
-fn store_offsets(
-    consumer: &StageConsumer,
+/// Per partition of the partials topic, the lowest offset of a partial still kept: a
+/// restarted merger re-reads every partial of an open window.
+fn offsets_to_store(
     topic: &str,
     operator: &MergeOperator,
     performance: Option<&PerfMergeOperator>,
     next_offsets: &FxHashMap<i32, i64>,
-) {
+) -> TopicPartitionList {
     let mut positions = TopicPartitionList::new();
     for (&partition, &next) in next_offsets {
         let mut offset = operator.commit_position(partition, next);
@@ -324,9 +329,5 @@ fn store_offsets(
             tracing::warn!(%error, partition, "offset position rejected");
         }
     }
-    if positions.count() > 0 {
-        if let Err(error) = consumer.store_offsets(&positions) {
-            tracing::debug!(%error, "offsets not stored");
-        }
-    }
+    positions
 }

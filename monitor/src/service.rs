@@ -7,15 +7,13 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::Producer;
 use rdkafka::{Offset, TopicPartitionList};
 use rustc_hash::FxHashMap;
 use streamwatch_common::deadletter::{DeadLetters, Origin};
 use streamwatch_common::events::{AlertEvent, MetricsRecord};
 use streamwatch_common::kafka::{KafkaArgs, StageConsumer};
-use streamwatch_common::telemetry::{
-    serve_admin, Readiness, EVENTS_IN_TOTAL, EVENTS_OUT_TOTAL, PROCESSING_SECONDS,
-};
+use streamwatch_common::telemetry::{serve_admin, Readiness, EVENTS_IN_TOTAL, PROCESSING_SECONDS};
 use tokio_util::sync::CancellationToken;
 
 use crate::alert_state::AlertStateTopic;
@@ -27,6 +25,7 @@ use crate::evaluate::{evaluate, ReferenceColumn};
 use crate::health::{instance_name, Gauges, HealthTracker};
 use crate::mapping::ColumnMapping;
 use crate::outliers::OutlierBounds;
+use crate::outputs::{Outputs, Settle};
 use crate::partials::{PanePartial, PaneState, PartialRecord, PartitionProgress};
 use crate::performance::{
     PerfEvaluation, PerformanceOperator, Position, Prediction, ReadyPerformance,
@@ -45,37 +44,6 @@ const COMPLETIONS: u8 = 1;
 
 /// How long one micro-batch collects events before it is processed.
 const BATCH_LINGER: Duration = Duration::from_millis(50);
-
-pub(crate) struct Outputs {
-    pub(crate) producer: FutureProducer,
-    pub(crate) topic: String,
-}
-
-impl Outputs {
-    pub(crate) async fn publish(&self, record: &MetricsRecord) -> Result<()> {
-        self.publish_json(&record.message_key(), record).await
-    }
-
-    /// Publishes one JSON message and waits for the broker's acknowledgement.
-    pub(crate) async fn publish_json<T: serde::Serialize>(
-        &self,
-        key: &str,
-        record: &T,
-    ) -> Result<()> {
-        let payload = serde_json::to_vec(record).expect("records serialise");
-        self.producer
-            .send(
-                FutureRecord::to(&self.topic).key(key).payload(&payload),
-                Duration::from_secs(60),
-            )
-            .await
-            .map(|_| metrics::counter!(EVENTS_OUT_TOTAL, "stage" => "monitor").increment(1))
-            .map_err(|(source, _)| MonitorError::Publish {
-                target: format!("{}: {key}", self.topic),
-                source,
-            })
-    }
-}
 
 /// What evaluating drift windows needs, from the spec and the reference (`run` and `merge`).
 pub(crate) struct DriftSetup {
@@ -265,10 +233,7 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
         &args.windowed.dead_letter_topic,
         "monitor",
     );
-    let outputs = Outputs {
-        producer: producer.clone(),
-        topic: args.windowed.output_topic.clone(),
-    };
+    let outputs = Outputs::new(producer.clone(), &args.windowed.output_topic);
     // Workers evaluate no alerts: their merger does.
     let alert_state = if scale_out {
         None
@@ -279,16 +244,13 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
             &args.group,
             &mapping,
             &mut alerts,
-            &producer,
+            &outputs,
         )
         .await?
     };
     let dimensions = segments.segmenters.len();
     let partitioned = scale_out.then(|| PartitionedWindows {
-        outputs: Outputs {
-            producer: producer.clone(),
-            topic: args.partials_topic.clone(),
-        },
+        outputs: outputs.for_topic(&args.partials_topic),
         specs: specs.clone(),
         columns: counted.len(),
         horizon,
@@ -320,6 +282,7 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
         alerts,
         alert_state,
         readiness: readiness.clone(),
+        batch_revocations: consumer.context().revocations(),
         health: HealthTracker::new(
             &mapping.monitor_name,
             instance_name(),
@@ -340,7 +303,17 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
     .await;
 
     readiness.set(false);
-    store_offsets(&consumer, &args, &state);
+    // After a failure only what was acknowledged before it has its offsets stored.
+    let result = match result {
+        Ok(()) => {
+            outputs.checkpoint(
+                offsets_to_store(&args, &state),
+                consumer.context().revocations(),
+            );
+            outputs.settle(&consumer, Settle::All).await
+        }
+        Err(error) => Err(error),
+    };
     if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
         // Nothing consumed yet means nothing to commit.
         tracing::debug!(%error, "final offset commit skipped");
@@ -356,6 +329,8 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
 }
 
 struct LoopState {
+    /// The consumer's revocation count when the current micro-batch began.
+    batch_revocations: u64,
     decoder: Decoder,
     operator: WindowOperator,
     /// Scale-out worker: windows per partition, exported as pane partials.
@@ -512,6 +487,7 @@ async fn consume(
     let mut stopping = false;
     let mut pending_dead_letters = Vec::new();
     while !stopping {
+        state.batch_revocations = consumer.context().revocations();
         state.batch.clear();
         if let Some(partitioned) = &mut state.partitioned {
             partitioned
@@ -777,7 +753,8 @@ async fn process(
     if let Some(topic) = &state.alert_state {
         topic.save(&mut state.alerts).await?;
     }
-    store_offsets(consumer, args, state);
+    outputs.checkpoint(offsets_to_store(args, state), state.batch_revocations);
+    outputs.settle(consumer, Settle::Ready).await?;
     let (open_windows, panes) = match &state.partitioned {
         Some(partitioned) => partitioned
             .partitions
@@ -836,13 +813,13 @@ pub(crate) async fn alert_state_topic(
     group: &str,
     mapping: &ColumnMapping,
     alerts: &mut Alerts,
-    producer: &FutureProducer,
+    outputs: &Outputs,
 ) -> Result<Option<AlertStateTopic>> {
     if alerts.is_empty() {
         return Ok(None);
     }
     let topic = AlertStateTopic::new(
-        producer.clone(),
+        outputs,
         &windowed.alert_state_topic,
         group,
         &mapping.monitor_name,
@@ -1031,10 +1008,18 @@ async fn export_partials(
             lowest = Some(lowest.map_or(watermark, |l| l.min(watermark)));
         }
     }
-    // A partition's progress goes out only after the panes it covers were acknowledged.
+    // A partition's progress goes out only after the panes it covers were acknowledged: a
+    // pane the broker refused must not be covered by a progress it took.
     let sink = &partitioned.outputs;
-    futures::future::try_join_all(panes.iter().map(|r| publish_partial(sink, r))).await?;
-    futures::future::try_join_all(progress.iter().map(|r| publish_partial(sink, r))).await?;
+    for record in &panes {
+        publish_partial(sink, record).await?;
+    }
+    if !panes.is_empty() {
+        sink.wait_sent().await?;
+    }
+    for record in &progress {
+        publish_partial(sink, record).await?;
+    }
     Ok((lowest.unwrap_or(state.watermarks.current()), all_idle))
 }
 
@@ -1124,8 +1109,9 @@ fn lowest_needed(
     lowest
 }
 
-/// Stores, per partition, the lowest offset any kept pane or waiting join entry needs.
-fn store_offsets(consumer: &StageConsumer, args: &RunArgs, state: &LoopState) {
+/// Per partition, the lowest offset any kept pane or waiting join entry needs: what may be
+/// stored once the records emitted so far are acknowledged.
+fn offsets_to_store(args: &RunArgs, state: &LoopState) -> TopicPartitionList {
     let offsets = match &state.partitioned {
         Some(partitioned) => partitioned.offsets_to_store(),
         None => state
@@ -1151,12 +1137,7 @@ fn store_offsets(consumer: &StageConsumer, args: &RunArgs, state: &LoopState) {
             tracing::warn!(%error, partition = position.partition, "offset position rejected");
         }
     }
-    if positions.count() > 0 {
-        if let Err(error) = consumer.store_offsets(&positions) {
-            // After a rebalance the partition may belong to another instance.
-            tracing::debug!(%error, "offsets not stored");
-        }
-    }
+    positions
 }
 
 #[cfg(test)]
@@ -1166,15 +1147,12 @@ mod tests {
     use super::*;
 
     fn worker_windows() -> PartitionedWindows {
-        let producer: FutureProducer = ClientConfig::new()
+        let producer: rdkafka::producer::FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", "127.0.0.1:9")
             .create()
             .expect("producer");
         PartitionedWindows {
-            outputs: Outputs {
-                producer,
-                topic: "partials".into(),
-            },
+            outputs: Outputs::new(producer, "partials"),
             specs: vec![WindowSpec::parse("1h").unwrap()],
             columns: 1,
             horizon: 0,

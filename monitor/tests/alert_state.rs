@@ -8,6 +8,7 @@ use streamwatch_common::spec::AlertSpec;
 use streamwatch_common::testing::{kafka_from_env, unique_name};
 use streamwatch_monitor::alert_state::AlertStateTopic;
 use streamwatch_monitor::alerts::Alerts;
+use streamwatch_monitor::outputs::Outputs;
 
 /// A daily window row of February 2022 with `drifted` drifted columns.
 fn row(day: u32, drifted: u32) -> MetricRow {
@@ -39,9 +40,8 @@ async fn a_restarted_process_goes_on_with_its_groups_streaks() {
         return;
     };
     let topic = unique_name("monitor", "alert-state");
-    let producer = kafka.producer().unwrap();
-    let state =
-        |group: &str| AlertStateTopic::new(producer.clone(), &topic, group, "taxi").unwrap();
+    let outputs = Outputs::new(kafka.producer().unwrap(), "metrics");
+    let state = |group: &str| AlertStateTopic::new(&outputs, &topic, group, "taxi").unwrap();
 
     // Nothing saved yet: the topic does not even exist.
     let mut first = Alerts::new(&rules()).unwrap();
@@ -51,10 +51,12 @@ async fn a_restarted_process_goes_on_with_its_groups_streaks() {
     assert_eq!(fired.len(), 1);
     assert_eq!(fired[0].state, AlertState::Firing);
     state("group-a").save(&mut first).await.unwrap();
+    outputs.wait_sent().await.unwrap();
     // Another deployment's state under the same monitor name, saved after.
     let mut other = Alerts::new(&rules()).unwrap();
     other.on_window(&row(2, 0));
     state("group-b").save(&mut other).await.unwrap();
+    outputs.wait_sent().await.unwrap();
 
     // Restarted: day 2 is emitted again (no second firing), day 3 resolves the alert.
     let mut restarted = Alerts::new(&rules()).unwrap();
