@@ -34,7 +34,14 @@ pub struct Segmenter {
     /// Interned segment names; events carry their index.
     names: Vec<String>,
     ids: FxHashMap<String, u32>,
+    /// Segment ids of the values classified so far (by their bits; `None`: missing), so a
+    /// value seen before costs one lookup instead of formatting and two.
+    classified: FxHashMap<Option<u64>, u32>,
 }
+
+/// Values whose segment [`Segmenter::classify`] remembers, at most (a segment column has few
+/// distinct values; this bounds the memory of one that has many).
+const MAX_CLASSIFIED: usize = 1 << 16;
 
 impl Segmenter {
     /// `counted` are the monitor's counted columns (the segment column must be one).
@@ -58,11 +65,24 @@ impl Segmenter {
             lookup,
             names: Vec::new(),
             ids: FxHashMap::default(),
+            classified: FxHashMap::default(),
         })
     }
 
     /// The segment of a column value (numbers as their shortest text: `74`, `2.5`).
     pub fn classify(&mut self, value: Option<f64>) -> u32 {
+        let bits = value.map(f64::to_bits);
+        if let Some(&id) = self.classified.get(&bits) {
+            return id;
+        }
+        let id = self.classify_text(value);
+        if self.classified.len() < MAX_CLASSIFIED {
+            self.classified.insert(bits, id);
+        }
+        id
+    }
+
+    fn classify_text(&mut self, value: Option<f64>) -> u32 {
         let text = match value {
             None => MISSING_SEGMENT.to_owned(),
             Some(v) if v.fract() == 0.0 && v.abs() < 1e15 => format!("{}", v as i64),
@@ -98,6 +118,7 @@ impl Segmenter {
             lookup: None,
             names: Vec::new(),
             ids: FxHashMap::default(),
+            classified: FxHashMap::default(),
         }
     }
 

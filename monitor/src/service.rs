@@ -536,7 +536,6 @@ async fn consume(
             }
             state.health.event_in();
             received += 1;
-            metrics::counter!(EVENTS_IN_TOTAL, "stage" => "monitor").increment(1);
             let payload = message.payload().unwrap_or_default();
             let decoded = if topic == SCORED {
                 let published_ms = message.timestamp().to_millis();
@@ -562,6 +561,7 @@ async fn consume(
                 )?);
             }
         }
+        metrics::counter!(EVENTS_IN_TOTAL, "stage" => "monitor").increment(received as u64);
         // Offsets move past a dead-lettered event only once the broker has its letter.
         for letter in pending_dead_letters.drain(..) {
             letter.delivered().await?;
