@@ -253,17 +253,9 @@ pub async fn run(args: MergeArgs, shutdown: CancellationToken) -> Result<()> {
     }
 
     readiness.set(false);
-    // After a failure only what was acknowledged before it has its offsets stored.
+    // The last batch made its checkpoint; after a failure only what was acknowledged before
+    // it has its offsets stored.
     if result.is_ok() {
-        outputs.checkpoint(
-            offsets_to_store(
-                &args.partials_topic,
-                &operator,
-                performance.as_ref(),
-                &next_offsets,
-            ),
-            consumer.context().revocations(),
-        );
         result = outputs.settle(&consumer, Settle::All).await;
     }
     if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {

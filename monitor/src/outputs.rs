@@ -49,6 +49,16 @@ struct Sent {
     delivery: DeliveryFuture,
 }
 
+impl Sent {
+    /// Waits for the broker's answer.
+    async fn acknowledged(self) -> Result<()> {
+        delivered(self.delivery.await).map_err(|source| MonitorError::Publish {
+            target: self.target,
+            source,
+        })
+    }
+}
+
 struct Checkpoint {
     unacknowledged: Vec<Sent>,
     offsets: TopicPartitionList,
@@ -95,25 +105,18 @@ impl Outputs {
     /// Sends one JSON message; its acknowledgement is awaited by the next checkpoint.
     pub async fn publish_json<T: serde::Serialize>(&self, key: &str, record: &T) -> Result<()> {
         let payload = serde_json::to_vec(record).expect("records serialise");
+        let target = format!("{}: {key}", self.topic);
         loop {
             let record = FutureRecord::to(&self.topic).key(key).payload(&payload);
             match self.producer.send_result(record) {
                 Ok(delivery) => {
-                    self.lock().sent.push(Sent {
-                        target: format!("{}: {key}", self.topic),
-                        delivery,
-                    });
+                    self.lock().sent.push(Sent { target, delivery });
                     return Ok(());
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     tokio::time::sleep(QUEUE_FULL_PAUSE).await;
                 }
-                Err((source, _)) => {
-                    return Err(MonitorError::Publish {
-                        target: format!("{}: {key}", self.topic),
-                        source,
-                    })
-                }
+                Err((source, _)) => return Err(MonitorError::Publish { target, source }),
             }
         }
     }
@@ -122,10 +125,7 @@ impl Outputs {
     pub async fn wait_sent(&self) -> Result<()> {
         let sent = std::mem::take(&mut self.lock().sent);
         for sent in sent {
-            delivered(sent.delivery.await).map_err(|source| MonitorError::Publish {
-                target: sent.target,
-                source,
-            })?;
+            sent.acknowledged().await?;
         }
         Ok(())
     }
@@ -181,10 +181,7 @@ impl Outputs {
             };
             if wait {
                 for sent in checkpoint.unacknowledged.drain(..) {
-                    delivered(sent.delivery.await).map_err(|source| MonitorError::Publish {
-                        target: sent.target,
-                        source,
-                    })?;
+                    sent.acknowledged().await?;
                 }
             }
             self.store(consumer, checkpoint);

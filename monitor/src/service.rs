@@ -303,15 +303,10 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
     .await;
 
     readiness.set(false);
-    // After a failure only what was acknowledged before it has its offsets stored.
+    // The last batch made its checkpoint; after a failure only what was acknowledged before
+    // it has its offsets stored.
     let result = match result {
-        Ok(()) => {
-            outputs.checkpoint(
-                offsets_to_store(&args, &state),
-                consumer.context().revocations(),
-            );
-            outputs.settle(&consumer, Settle::All).await
-        }
+        Ok(()) => outputs.settle(&consumer, Settle::All).await,
         Err(error) => Err(error),
     };
     if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
