@@ -8,7 +8,7 @@ use crate::events::{HEADER_DLQ_ORIGIN, HEADER_DLQ_REASON, HEADER_DLQ_STAGE};
 use crate::{Error, Result};
 
 /// Where a dead-lettered message came from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct Origin<'a> {
     pub topic: &'a str,
     pub partition: i32,

@@ -286,6 +286,10 @@ pub struct LateEvent {
     /// after a restart reports it again, and the sink stores it once).
     pub partition: i32,
     pub offset: i64,
+    /// Its place among the events of its message: a batch holds many (0 for a lone event,
+    /// and in reports of monitors that predate batches).
+    #[serde(default)]
+    pub index: u32,
     #[serde(with = "naive_ts")]
     pub event_time: NaiveDateTime,
 }

@@ -2,6 +2,7 @@
 //! Kafka client settings, dead-lettering, telemetry (tracing, `/healthz`,
 //! `/metrics`) and shutdown on SIGINT/SIGTERM.
 
+pub mod batch;
 pub mod deadletter;
 pub mod error;
 pub mod events;

@@ -43,6 +43,7 @@ pub fn late_events(
         let event = LateEvent {
             partition: late.partition,
             offset: late.offset,
+            index: late.index,
             event_time: from_micros(late.time_us),
         };
         match reports.iter_mut().find(|r| r.shape == shape) {

@@ -10,6 +10,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::Producer;
 use rdkafka::{Offset, TopicPartitionList};
 use rustc_hash::FxHashMap;
+use streamwatch_common::batch::{events as batch_events, is_batch};
 use streamwatch_common::deadletter::{DeadLetters, Origin};
 use streamwatch_common::events::{AlertEvent, MetricsRecord};
 use streamwatch_common::kafka::{KafkaArgs, StageConsumer};
@@ -529,24 +530,43 @@ async fn consume(
                     state.next_offsets.insert(position, offset + 1);
                 }
             }
+            let payload = message.payload().unwrap_or_default();
+            let origin = Origin {
+                topic: message.topic(),
+                partition,
+                offset,
+            };
+            if topic == SCORED && is_batch(message.headers()) {
+                let published_ms = message.timestamp().to_millis();
+                for (index, event) in batch_events(payload) {
+                    state.health.event_in();
+                    received += 1;
+                    if let Err(error) =
+                        take_scored(state, position, offset, index, event, published_ms)
+                    {
+                        let reason = format!("event {index} of a batch: {}", error.reason);
+                        state.health.event_failed();
+                        pending_dead_letters.push(dead_letters.enqueue(
+                            error.kind,
+                            &reason,
+                            Some(origin),
+                            None,
+                            event,
+                        )?);
+                    }
+                }
+                continue;
+            }
             state.health.event_in();
             received += 1;
-            let payload = message.payload().unwrap_or_default();
             let decoded = if topic == SCORED {
                 let published_ms = message.timestamp().to_millis();
-                take_scored(state, position, offset, payload, published_ms)
+                take_scored(state, position, offset, 0, payload, published_ms)
             } else {
                 take_completion(state, position, offset, payload)
             };
             if let Err(error) = decoded {
-                metrics::counter!("streamwatch_events_failed_total", "stage" => "monitor")
-                    .increment(1);
                 state.health.event_failed();
-                let origin = Origin {
-                    topic: message.topic(),
-                    partition,
-                    offset,
-                };
                 pending_dead_letters.push(dead_letters.enqueue(
                     error.kind,
                     &error.reason,
@@ -556,6 +576,8 @@ async fn consume(
                 )?);
             }
         }
+        metrics::counter!("streamwatch_events_failed_total", "stage" => "monitor")
+            .increment(pending_dead_letters.len() as u64);
         metrics::counter!(EVENTS_IN_TOTAL, "stage" => "monitor").increment(received as u64);
         // Offsets move past a dead-lettered event only once the broker has its letter.
         for letter in pending_dead_letters.drain(..) {
@@ -570,11 +592,13 @@ async fn consume(
     Ok(())
 }
 
-/// A scored event: into the micro-batch for the drift windows, and into the join.
+/// A scored event (the `index`-th of its message): into the micro-batch for the drift
+/// windows, and into the join.
 fn take_scored(
     state: &mut LoopState,
     position: Position,
     offset: i64,
+    index: u32,
     payload: &[u8],
     published_ms: Option<i64>,
 ) -> std::result::Result<(), crate::decode::DecodeError> {
@@ -607,6 +631,7 @@ fn take_scored(
         None => &mut state.batch,
     };
     batch.push_segmented(&state.event, &segments.ids, position.partition, offset);
+    batch.set_index(index);
     if let Some(millis) = published_ms {
         batch.set_published_ms(millis);
     }

@@ -123,6 +123,8 @@ pub struct MicroBatch {
     published_ms: Vec<i64>,
     partitions: Vec<i32>,
     offsets: Vec<i64>,
+    /// Each event's place among the events of its message (0 unless the message is a batch).
+    indexes: Vec<u32>,
     cell_ends: Vec<usize>,
     cells: Vec<(u32, bool)>,
     values: Vec<Vec<Option<f64>>>,
@@ -142,6 +144,13 @@ impl MicroBatch {
         }
     }
 
+    /// Sets the place of the event pushed last among the events of its message (a batch).
+    pub fn set_index(&mut self, index: u32) {
+        if let Some(last) = self.indexes.last_mut() {
+            *last = index;
+        }
+    }
+
     /// An event with its segment id per drift dimension (as many as the operator has).
     pub fn push_segmented(
         &mut self,
@@ -158,6 +167,7 @@ impl MicroBatch {
         self.times.push(event.event_time_us);
         self.partitions.push(partition);
         self.offsets.push(offset);
+        self.indexes.push(0);
         self.cells.extend_from_slice(&event.cells);
         self.cell_ends.push(self.cells.len());
         for (column, value) in self.values.iter_mut().zip(&event.values) {
@@ -178,6 +188,7 @@ impl MicroBatch {
         self.published_ms.clear();
         self.partitions.clear();
         self.offsets.clear();
+        self.indexes.clear();
         self.cell_ends.clear();
         self.cells.clear();
         self.values.iter_mut().for_each(Vec::clear);
@@ -458,6 +469,8 @@ pub struct LateAssignment {
     pub spec: WindowSpec,
     pub partition: i32,
     pub offset: i64,
+    /// The event's place among the events of its message.
+    pub index: u32,
     pub time_us: i64,
 }
 
@@ -549,6 +562,7 @@ impl WindowOperator {
                         spec,
                         partition: batch.partitions[r],
                         offset: batch.offsets[r],
+                        index: batch.indexes[r],
                         time_us: batch.times[r],
                     }));
                     row = end;
@@ -918,6 +932,7 @@ mod tests {
                     spec,
                     partition: 0,
                     offset: 4,
+                    index: 0,
                     time_us: 40
                 }]
             }

@@ -100,10 +100,28 @@ pub struct RunArgs {
     #[arg(long, env = "SCORER_GROUP", default_value = "scorer")]
     pub group: String,
 
-    /// Most events scored but not yet acknowledged by the broker (events); consumption
-    /// pauses at this many.
+    /// Most events scored but not yet acknowledged by the broker, waiting batches included
+    /// (events); consumption pauses at this many.
     #[arg(long, env = "SCORER_MAX_IN_FLIGHT", default_value_t = 50_000)]
     pub max_in_flight: usize,
+
+    /// Most scored events per output message (events). Each output partition's events go in
+    /// batches, one JSON object per line with the header `content-type:
+    /// application/x-ndjson`, to the partition the trip id's key would go to. 1 sends every
+    /// event as its own JSON message keyed by its trip id.
+    #[arg(long, env = "SCORER_BATCH_EVENTS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_events: u32,
+
+    /// Most payload bytes per output message (bytes); keep it under the broker's and the
+    /// producer's message size limit (`message.max.bytes`, 1,000,000 by default).
+    #[arg(long, env = "SCORER_BATCH_MAX_BYTES", default_value_t = 512 * 1024)]
+    pub batch_max_bytes: usize,
+
+    /// Longest a scored event waits for its batch to fill before the batch is sent
+    /// (milliseconds).
+    #[arg(long, env = "SCORER_BATCH_LINGER_MS", default_value_t = 20)]
+    pub batch_linger_ms: u64,
 
     #[command(flatten)]
     pub model: ModelArgs,

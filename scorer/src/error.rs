@@ -52,6 +52,8 @@ pub enum Error {
         #[source]
         source: rdkafka::error::KafkaError,
     },
+    #[error("topic {topic} does not exist and was not created; create it with the monitor's partition count")]
+    NoSuchTopic { topic: String },
     #[error(transparent)]
     Common(#[from] streamwatch_common::Error),
 }

@@ -10,6 +10,7 @@ pub mod explain;
 pub mod model;
 pub mod offsets;
 pub mod onnx;
+pub mod outbox;
 pub mod service;
 pub mod train;
 

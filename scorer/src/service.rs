@@ -9,7 +9,8 @@ use metrics::{Counter, Gauge, Histogram};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use streamwatch_common::batch::batch_headers;
 use streamwatch_common::deadletter::{DeadLetters, Origin};
 use streamwatch_common::kafka::StageConsumer;
 use streamwatch_common::telemetry::{
@@ -21,6 +22,7 @@ use crate::config::RunArgs;
 use crate::decode::EventScorer;
 use crate::model::LinearModel;
 use crate::offsets::OffsetTracker;
+use crate::outbox::{Batch, BatchLimits, Outbox};
 use crate::{Error, Result};
 
 /// The stage name in metrics labels and dead-letter headers.
@@ -48,6 +50,7 @@ pub async fn run(
         .await
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))?;
     let producer = args.kafka.producer()?;
+    let partitions = output_partitions(args, &producer).await?;
     let consumer = args
         .kafka
         .consumer(STAGE, &args.group, &[args.input_topic.as_str()])?;
@@ -57,7 +60,16 @@ pub async fn run(
         producer,
         scorer: EventScorer::new(model),
         tracker: OffsetTracker::default(),
+        outbox: Outbox::new(
+            partitions,
+            BatchLimits {
+                max_events: args.batch_events as usize,
+                max_bytes: args.batch_max_bytes,
+                linger: Duration::from_millis(args.batch_linger_ms),
+            },
+        ),
         in_flight: FuturesUnordered::new(),
+        in_flight_events: 0,
         metrics: Metrics::new(),
         summary: Summary::default(),
     };
@@ -86,13 +98,18 @@ pub async fn run(
         dead_letters = %args.dead_letter_topic,
         group = %args.group,
         model_version = stage.scorer.model().version(),
+        output_partitions = partitions,
+        batch_events = args.batch_events,
         "scoring trip events"
     );
-    let consumed = stage.consume(&consumer, &shutdown).await;
+    let mut consumed = stage.consume(&consumer, &shutdown).await;
     watching.cancel();
     readiness.set(false);
+    if consumed.is_ok() {
+        consumed = stage.send_all(&consumer).await;
+    }
     tracing::info!(
-        in_flight = stage.in_flight.len(),
+        in_flight = stage.in_flight_events,
         "stopped consuming; waiting for in-flight deliveries"
     );
     let drained = stage.drain(&consumer).await;
@@ -107,10 +124,51 @@ pub async fn run(
     consumed.and(drained).map(|()| summary)
 }
 
-/// How one event's output ended.
+/// The output topic's partition count, which places the batches (the topic is created with
+/// the broker's defaults when it does not exist and the broker allows that).
+async fn output_partitions(args: &RunArgs, producer: &FutureProducer) -> Result<usize> {
+    let (client, topic, timeout) = (
+        producer.clone(),
+        args.output_topic.clone(),
+        args.kafka.connect_timeout(),
+    );
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (client, topic) = (client.clone(), topic.clone());
+        let found = tokio::task::spawn_blocking(move || {
+            client
+                .client()
+                .fetch_metadata(Some(&topic), timeout)
+                .map(|metadata| {
+                    metadata
+                        .topics()
+                        .iter()
+                        .find(|t| t.name() == topic && t.error().is_none())
+                        .map_or(0, |t| t.partitions().len())
+                })
+        })
+        .await
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
+        .map_err(|source| Error::Produce {
+            topic: args.output_topic.clone(),
+            source,
+        })?;
+        if found > 0 {
+            return Ok(found);
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::NoSuchTopic {
+                topic: args.output_topic.clone(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// How one output (a batch of scored events or a dead letter) ended.
 struct Completion {
-    partition: i32,
-    offset: i64,
+    /// The input partition and offset of each event it carries.
+    sources: Vec<(i32, i64)>,
     outcome: Outcome,
 }
 
@@ -153,7 +211,10 @@ struct Stage<'a> {
     dead_letters: DeadLetters,
     scorer: EventScorer,
     tracker: OffsetTracker,
+    outbox: Outbox,
     in_flight: FuturesUnordered<BoxFuture<'static, Completion>>,
+    /// Events in `in_flight` (a batch counts its events).
+    in_flight_events: usize,
     metrics: Metrics,
     summary: Summary,
 }
@@ -166,13 +227,20 @@ impl Stage<'_> {
     ) -> Result<()> {
         let max_in_flight = self.args.max_in_flight.max(1);
         loop {
+            let due = self.outbox.next_due();
+            let waiting = self.in_flight_events + self.outbox.waiting();
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return Ok(()),
                 Some(done) = self.in_flight.next(), if !self.in_flight.is_empty() => {
                     self.settle(consumer, done)?;
                 }
-                received = consumer.recv(), if self.in_flight.len() < max_in_flight => {
+                () = sleep_until(due), if due.is_some() => {
+                    for batch in self.outbox.take_due(Instant::now()) {
+                        self.send(consumer, batch).await?;
+                    }
+                }
+                received = consumer.recv(), if waiting < max_in_flight => {
                     match received {
                         Ok(message) => {
                             let started = Instant::now();
@@ -210,44 +278,16 @@ impl Stage<'_> {
                 self.metrics
                     .event_time
                     .set(event.event_time.and_utc().timestamp() as f64);
-                let mut record = FutureRecord::to(&args.output_topic)
-                    .key(event.trip_id.as_bytes())
-                    .payload(&event.payload);
-                if let Some(millis) = message.timestamp().to_millis() {
-                    record = record.timestamp(millis);
+                let ready = self.outbox.push(
+                    event.trip_id.as_bytes(),
+                    &event.payload,
+                    (partition, offset),
+                    message.timestamp().to_millis(),
+                    Instant::now(),
+                );
+                for batch in ready {
+                    self.send(consumer, batch).await?;
                 }
-                let delivery = loop {
-                    match self.producer.send_result(record) {
-                        Ok(delivery) => break delivery,
-                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                            // The producer queue is full: let an acknowledgement free a slot.
-                            record = back;
-                            match self.in_flight.next().await {
-                                Some(done) => self.settle(consumer, done)?,
-                                None => tokio::time::sleep(Duration::from_millis(10)).await,
-                            }
-                        }
-                        Err((source, _)) => {
-                            return Err(Error::Produce {
-                                topic: args.output_topic.clone(),
-                                source,
-                            })
-                        }
-                    }
-                };
-                let enqueued = Instant::now();
-                self.in_flight.push(Box::pin(async move {
-                    let result = match delivery.await {
-                        Ok(Ok(_)) => Ok(()),
-                        Ok(Err((error, _))) => Err(error),
-                        Err(_) => Err(KafkaError::Canceled),
-                    };
-                    Completion {
-                        partition,
-                        offset,
-                        outcome: Outcome::Scored { enqueued, result },
-                    }
-                }));
             }
             Err(rejection) => {
                 let kind = rejection.kind();
@@ -268,19 +308,80 @@ impl Stage<'_> {
                         .send(kind, &reason, Some(origin), key.as_deref(), &payload)
                         .await;
                     Completion {
-                        partition,
-                        offset,
+                        sources: vec![(partition, offset)],
                         outcome: Outcome::DeadLettered(result),
                     }
                 }));
+                self.in_flight_events += 1;
             }
         }
-        self.metrics.in_flight.set(self.in_flight.len() as f64);
+        self.metrics.in_flight.set(self.in_flight_events as f64);
+        Ok(())
+    }
+
+    /// Sends a batch of scored events on its way.
+    async fn send(&mut self, consumer: &StageConsumer, batch: Batch) -> Result<()> {
+        let topic = &self.args.output_topic;
+        let mut record = FutureRecord::to(topic).payload(&batch.payload);
+        match (&batch.key, batch.partition) {
+            (Some(key), _) => record = record.key(key),
+            (None, Some(partition)) => {
+                record = record.partition(partition).headers(batch_headers());
+            }
+            (None, None) => {}
+        }
+        if let Some(millis) = batch.timestamp_ms {
+            record = record.timestamp(millis);
+        }
+        let delivery = loop {
+            match self.producer.send_result(record) {
+                Ok(delivery) => break delivery,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    // The producer queue is full: let an acknowledgement free a slot.
+                    record = back;
+                    match self.in_flight.next().await {
+                        Some(done) => self.settle(consumer, done)?,
+                        None => tokio::time::sleep(Duration::from_millis(10)).await,
+                    }
+                }
+                Err((source, _)) => {
+                    return Err(Error::Produce {
+                        topic: topic.clone(),
+                        source,
+                    })
+                }
+            }
+        };
+        let enqueued = Instant::now();
+        self.in_flight_events += batch.sources.len();
+        let sources = batch.sources;
+        self.in_flight.push(Box::pin(async move {
+            let result = match delivery.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err((error, _))) => Err(error),
+                Err(_) => Err(KafkaError::Canceled),
+            };
+            Completion {
+                sources,
+                outcome: Outcome::Scored { enqueued, result },
+            }
+        }));
+        self.metrics.in_flight.set(self.in_flight_events as f64);
+        Ok(())
+    }
+
+    /// Sends every open batch (at shutdown).
+    async fn send_all(&mut self, consumer: &StageConsumer) -> Result<()> {
+        for batch in self.outbox.take_all() {
+            self.send(consumer, batch).await?;
+        }
         Ok(())
     }
 
     /// Accounts for one acknowledged (or failed) output and stores the offsets it unblocks.
     fn settle(&mut self, consumer: &StageConsumer, done: Completion) -> Result<()> {
+        let events = done.sources.len();
+        self.in_flight_events -= events;
         match done.outcome {
             Outcome::Scored { enqueued, result } => {
                 result.map_err(|source| Error::Produce {
@@ -288,22 +389,30 @@ impl Stage<'_> {
                     source,
                 })?;
                 self.metrics.delivery.record(enqueued.elapsed());
-                self.metrics.events_out.increment(1);
-                self.summary.events_out += 1;
+                self.metrics.events_out.increment(events as u64);
+                self.summary.events_out += events as u64;
             }
             Outcome::DeadLettered(result) => {
                 result?;
                 self.summary.dead_lettered += 1;
             }
         }
-        if let Some(offset) = self.tracker.acknowledge(done.partition, done.offset) {
-            if let Err(error) =
-                consumer.store_offset(&self.args.input_topic, done.partition, offset)
-            {
+        // The last offset each partition may now store (a batch holds several partitions').
+        let mut storable: Vec<(i32, i64)> = Vec::new();
+        for &(partition, offset) in &done.sources {
+            if let Some(offset) = self.tracker.acknowledge(partition, offset) {
+                match storable.iter_mut().find(|(p, _)| *p == partition) {
+                    Some(entry) => entry.1 = entry.1.max(offset),
+                    None => storable.push((partition, offset)),
+                }
+            }
+        }
+        for (partition, offset) in storable {
+            if let Err(error) = consumer.store_offset(&self.args.input_topic, partition, offset) {
                 // Happens after a rebalance took the partition away; its new owner re-reads.
                 tracing::warn!(
                     topic = %self.args.input_topic,
-                    partition = done.partition,
+                    partition,
                     offset,
                     %error,
                     "could not store the offset"
@@ -325,7 +434,7 @@ impl Stage<'_> {
                 }
             }
         }
-        self.metrics.in_flight.set(0.0);
+        self.metrics.in_flight.set(self.in_flight_events as f64);
         outcome
     }
 }
@@ -343,5 +452,13 @@ fn commit(consumer: &StageConsumer, group: &str) {
             %error,
             "could not commit offsets; events since the last commit will be scored again"
         ),
+    }
+}
+
+/// Sleeps until `due` (never when there is none; the branch is disabled then).
+async fn sleep_until(due: Option<Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due.into()).await,
+        None => std::future::pending().await,
     }
 }

@@ -118,9 +118,10 @@ DO UPDATE SET
 const INSERT_LATE_EVENTS: &str = "\
 INSERT INTO late_events (
     monitor, window_kind, window_size_seconds, window_step_seconds, source_topic,
-    source_partition, source_offset, event_time, watermark, dropped_at)
-SELECT $1, $2, $3, $4, $5, e.partition, e.offset_, e.event_time, $6, $7
-FROM UNNEST($8::int4[], $9::int8[], $10::timestamp[]) AS e(partition, offset_, event_time)
+    source_partition, source_offset, source_index, event_time, watermark, dropped_at)
+SELECT $1, $2, $3, $4, $5, e.partition, e.offset_, e.index_, e.event_time, $6, $7
+FROM UNNEST($8::int4[], $9::int8[], $10::int4[], $11::timestamp[])
+    AS e(partition, offset_, index_, event_time)
 ON CONFLICT DO NOTHING";
 
 /// Health reports are stored once per (monitor, instance, at); a re-delivered one changes nothing.
@@ -803,6 +804,7 @@ impl MetricStore {
                 &late.emitted_at,
                 &events.iter().map(|e| e.partition).collect::<Vec<_>>(),
                 &events.iter().map(|e| e.offset).collect::<Vec<_>>(),
+                &events.iter().map(|e| e.index as i32).collect::<Vec<_>>(),
                 &events.iter().map(|e| e.event_time).collect::<Vec<_>>(),
             ],
         )
@@ -1022,10 +1024,14 @@ fn validate_performance(report: &PerformanceReport) -> std::result::Result<(), S
 fn validate_late(late: &LateEvents) -> std::result::Result<(), String> {
     let shape = &late.shape;
     validate_shape(&shape.monitor, shape.size_seconds, shape.step_seconds)?;
-    if let Some(event) = late.events.iter().find(|e| e.partition < 0 || e.offset < 0) {
+    if let Some(event) = late
+        .events
+        .iter()
+        .find(|e| e.partition < 0 || e.offset < 0 || i32::try_from(e.index).is_err())
+    {
         return Err(format!(
-            "late event at partition {} offset {} has no place in a topic",
-            event.partition, event.offset
+            "late event at partition {} offset {} index {} has no place in a topic",
+            event.partition, event.offset, event.index
         ));
     }
     Ok(())
@@ -1468,6 +1474,7 @@ mod tests {
                 events: vec![LateEvent {
                     partition: 0,
                     offset: 7,
+                    index: 0,
                     event_time: row().window.start,
                 }],
                 emitted_at: Utc::now(),

@@ -865,6 +865,7 @@ async fn late_events_are_stored_once_and_counted_per_window() {
                 .map(|(offset, time)| LateEvent {
                     partition: 0,
                     offset: *offset,
+                    index: 0,
                     event_time: support::ts(time),
                 })
                 .collect(),
@@ -912,6 +913,18 @@ async fn late_events_are_stored_once_and_counted_per_window() {
             .map(|(s, n)| (s.to_string(), *n))
             .collect::<Vec<_>>()
     );
+    // Events of one batch message share its offset and differ by their index in it.
+    let MetricsRecord::LateEvents(mut batched) =
+        late(&[(12, "2022-02-01T03:00:00"), (12, "2022-02-01T03:00:01")])
+    else {
+        unreachable!()
+    };
+    batched.events[1].index = 1;
+    db.store
+        .write(&[MetricsRecord::LateEvents(batched)])
+        .await
+        .unwrap();
+    assert_eq!(count(&client, "SELECT count(*) FROM late_events").await, 4);
     db.drop_database().await;
 }
 

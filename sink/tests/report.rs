@@ -222,6 +222,7 @@ fn late_events() -> MetricsRecord {
             .map(|(offset, time)| LateEvent {
                 partition: 0,
                 offset: 100 + offset as i64,
+                index: 0,
                 event_time: ts(time),
             })
             .collect(),

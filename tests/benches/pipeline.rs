@@ -44,6 +44,8 @@
 //! - `STREAMWATCH_BENCH_SCORED=/tmp/scored.jsonl`: writes February's scored events, one per
 //!   line.
 //! - `STREAMWATCH_BENCH_MONITOR=/path/to/monitor`: runs another monitor binary (before/after).
+//! - `STREAMWATCH_BENCH_ALONE_BATCH=1`: scored events per message in the monitor-alone topic
+//!   (default 1000, the scorer's batches; 1 is one JSON event per message, keyed by trip id).
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -61,6 +63,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
+use streamwatch_common::batch::{batch_headers, events, is_batch, partition_for_key, push_event};
 use streamwatch_tests::{
     bin_dir, connect, create_topics, delete_topics, drop_database, local_broker_pid,
     partition_count, repo_root, signal, Services, Stage,
@@ -283,7 +286,8 @@ struct Record {
     payload: Vec<u8>,
 }
 
-/// Every message of `topic` (read to the end of each partition) but the warm-up ones.
+/// Every event of `topic` (read to the end of each partition) but the warm-up ones: a
+/// message, or each event of a batch (then without a key).
 async fn read_all(brokers: &str, topic: &str) -> Result<Vec<Record>> {
     let count = partition_count(brokers, topic)?;
     let consumer = assigned_consumer(brokers, &[(topic, count)], true)?;
@@ -297,6 +301,12 @@ async fn read_all(brokers: &str, topic: &str) -> Result<Vec<Record>> {
             }
             Ok(Err(e)) => return Err(e.into()),
             Ok(Ok(m)) if m.payload() == Some(WARM_UP) => {}
+            Ok(Ok(m)) if is_batch(m.headers()) => records.extend(
+                events(m.payload().unwrap_or_default()).map(|(_, event)| Record {
+                    key: None,
+                    payload: event.to_vec(),
+                }),
+            ),
             Ok(Ok(m)) => records.push(Record {
                 key: m.key().map(<[u8]>::to_vec),
                 payload: m.payload().unwrap_or_default().to_vec(),
@@ -306,16 +316,20 @@ async fn read_all(brokers: &str, topic: &str) -> Result<Vec<Record>> {
     Ok(records)
 }
 
-/// Queues every record (the client copies them), then waits for every delivery.
+/// Queues every record (the client copies them), then waits for every delivery. A record
+/// with a partition is a batch of events (the scorer's framing).
 async fn produce_all<'a>(
     producer: &FutureProducer,
-    records: impl Iterator<Item = (&'a str, Option<&'a [u8]>, &'a [u8])>,
+    records: impl Iterator<Item = (&'a str, Option<&'a [u8]>, &'a [u8], Option<i32>)>,
 ) -> Result<usize> {
     let mut deliveries = Vec::new();
-    for (topic, key, payload) in records {
+    for (topic, key, payload, batch_partition) in records {
         let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(payload);
         if let Some(key) = key {
             record = record.key(key);
+        }
+        if let Some(partition) = batch_partition {
+            record = record.partition(partition).headers(batch_headers());
         }
         loop {
             match producer.send_result(record) {
@@ -420,6 +434,36 @@ fn shifted_copy(record: &Record, k: i64) -> Result<Record> {
         }
     });
     Ok(Record { key, payload: out })
+}
+
+/// The messages carrying `events` (in order) as the scorer sends them: each partition's
+/// events in batches of `batch` (with their partition), or one message per event keyed by
+/// its trip id when `batch` is 1.
+fn framed(events: &[Record], batch: usize) -> Result<Vec<(Option<i32>, Record)>> {
+    if batch == 1 {
+        return Ok(events.iter().map(|r| (None, r.clone())).collect());
+    }
+    let mut open: Vec<(usize, Vec<u8>)> = vec![(0, Vec::new()); ALONE_PARTITIONS as usize];
+    let mut messages = Vec::new();
+    for record in events {
+        let id =
+            string_field(&record.payload, "trip_id").context("scored event without trip_id")?;
+        let partition = partition_for_key(&record.payload[id], ALONE_PARTITIONS as usize);
+        let (count, payload) = &mut open[partition as usize];
+        push_event(payload, &record.payload);
+        *count += 1;
+        if *count == batch {
+            let payload = std::mem::take(payload);
+            *count = 0;
+            messages.push((Some(partition), Record { key: None, payload }));
+        }
+    }
+    for (partition, (_, payload)) in open.into_iter().enumerate() {
+        if !payload.is_empty() {
+            messages.push((Some(partition as i32), Record { key: None, payload }));
+        }
+    }
+    Ok(messages)
 }
 
 // ------------------------------------------------------------------ PostgreSQL
@@ -670,7 +714,7 @@ async fn drive(
         joined = "a malformed message on each input topic, read by its stage";
         let producer = producer(&bench.brokers)?;
         let inputs = [scored_topic, completions, trips, metrics_topic];
-        produce_all(&producer, inputs.iter().map(|t| (*t, None, WARM_UP))).await?;
+        produce_all(&producer, inputs.iter().map(|t| (*t, None, WARM_UP, None))).await?;
         // Stages in spawn order: sink (metrics), monitor (scored, completions), scorer (trips).
         for (stage, expected) in stages.iter_mut().zip([1.0, 2.0, 1.0]) {
             loop {
@@ -833,7 +877,7 @@ async fn baseline(
         &producer,
         records
             .iter()
-            .map(|(_, topic, r)| (*topic, r.key.as_deref(), r.payload.as_slice())),
+            .map(|(_, topic, r)| (*topic, r.key.as_deref(), r.payload.as_slice(), None)),
     )
     .await?;
     let produce = started.elapsed();
@@ -872,6 +916,8 @@ struct AloneOptions {
     extra_args: Vec<String>,
     /// Workers and a merger (`STREAMWATCH_BENCH_SCALE_OUT=1`).
     scale_out: bool,
+    /// Events per message (`STREAMWATCH_BENCH_ALONE_BATCH`; default the scorer's 1000).
+    batch: usize,
 }
 
 impl AloneOptions {
@@ -892,10 +938,18 @@ impl AloneOptions {
             .map(str::to_owned)
             .collect();
         let scale_out = std::env::var("STREAMWATCH_BENCH_SCALE_OUT").is_ok_and(|v| v == "1");
+        let batch = match std::env::var("STREAMWATCH_BENCH_ALONE_BATCH") {
+            Err(_) => 1000,
+            Ok(n) => match n.trim().parse::<usize>() {
+                Ok(n) if n > 0 => n,
+                _ => bail!("STREAMWATCH_BENCH_ALONE_BATCH: {n:?} is not a positive count"),
+            },
+        };
         Ok(Self {
             instances,
             extra_args,
             scale_out,
+            batch,
         })
     }
 }
@@ -938,6 +992,9 @@ struct MergerFigures {
 
 struct MonitorAlone {
     events: usize,
+    /// Kafka messages carrying them, of up to `batch` events.
+    messages: usize,
+    batch: usize,
     bytes: usize,
     /// A plain consumer reading the same full topic: wall time and CPU of this process.
     bare_wall: Duration,
@@ -962,15 +1019,22 @@ async fn monitor_alone(
         .collect::<Result<Vec<_>>>()?;
     let events = copies.len();
     let bytes = copies.iter().map(|r| r.payload.len()).sum();
+    let messages = framed(&copies, options.batch)?;
     let producer = producer(&bench.brokers)?;
     produce_all(
         &producer,
-        copies
-            .iter()
-            .map(|r| (topic.as_str(), r.key.as_deref(), r.payload.as_slice())),
+        messages.iter().map(|(partition, r)| {
+            (
+                topic.as_str(),
+                r.key.as_deref(),
+                r.payload.as_slice(),
+                *partition,
+            )
+        }),
     )
     .await?;
-    drop(copies);
+    let message_count = messages.len();
+    drop((copies, messages));
 
     let perf_path = std::env::var("STREAMWATCH_BENCH_PERF").ok();
     let ticks = clock_ticks();
@@ -987,7 +1051,7 @@ async fn monitor_alone(
         cpu_seconds("self", ticks).unwrap_or(0.0),
         machine_ticks(),
     );
-    count_until(&consumer, events, &AtomicUsize::new(0)).await?;
+    count_until(&consumer, message_count, &AtomicUsize::new(0)).await?;
     let bare_wall = started.elapsed();
     let bare_cpu = cpu_seconds("self", ticks).unwrap_or(0.0) - cpu;
     let bare_busy = cores_busy(machine, machine_ticks());
@@ -1010,6 +1074,8 @@ async fn monitor_alone(
     }
     Ok(MonitorAlone {
         events,
+        messages: message_count,
+        batch: options.batch,
         bytes,
         bare_wall,
         bare_cpu,
@@ -1460,12 +1526,18 @@ impl Report {
         let bare_rate = a.events as f64 / a.bare_wall.as_secs_f64();
         let bare_per_cpu = a.events as f64 / a.bare_cpu;
         line(format!(
-            "Monitor alone: {} scored events ({} copies of February, {:.0} MB) read from a full \
-             {ALONE_PARTITIONS}-partition topic, daily windows, the shipped spec{}; instances in \
-             one consumer group{}.\n",
+            "Monitor alone: {} scored events ({} copies of February, {:.0} MB) in {} messages \
+             ({}) read from a full {ALONE_PARTITIONS}-partition topic, daily windows, the shipped \
+             spec{}; instances in one consumer group{}.\n",
             a.events,
             COPIES,
             a.bytes as f64 / 1e6,
+            a.messages,
+            if a.batch == 1 {
+                "one event per message".to_owned()
+            } else {
+                format!("each partition's events in batches of {}", a.batch)
+            },
             if a.extra_args.is_empty() {
                 String::new()
             } else {

@@ -713,6 +713,24 @@ async fn february_replay_matches_evidently_in_postgres() -> Result<()> {
             .await
             .map_err(|(e, _)| e)?;
     }
+    // A batch in the scorer's framing whose two events are malformed: each goes on its own.
+    let mut batch = Vec::new();
+    for event in [
+        &br#"{"trip_id":"bad:3","event_time":"2022-02-31T10:00:00","prediction":1.0}"#[..],
+        br#"{"trip_id":"bad:4","event_time":"2022-02-01T10:00:00","prediction":"#,
+    ] {
+        streamwatch_common::batch::push_event(&mut batch, event);
+    }
+    producer
+        .send(
+            FutureRecord::<(), [u8]>::to(&scored)
+                .payload(&batch)
+                .partition(0)
+                .headers(streamwatch_common::batch::batch_headers()),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)?;
 
     // 10,000 malformed messages into each input topic while the month is replayed.
     let injection = tokio::spawn({
@@ -1089,15 +1107,15 @@ async fn february_replay_matches_evidently_in_postgres() -> Result<()> {
     );
 
     // Malformed events were dead-lettered with their reasons and original bytes, by the
-    // stage that read them: the three above and the 40,000 injected (whose metrics, checked
+    // stage that read them: the five above and the 40,000 injected (whose metrics, checked
     // above, equal the clean goldens).
-    let letters = dead_letters(&brokers, &dlq, 3 + injected.len()).await?;
+    let letters = dead_letters(&brokers, &dlq, 5 + injected.len()).await?;
     let per_stage = |name: &str| letters.iter().filter(|(stage, ..)| stage == name).count();
     assert_eq!(
         (per_stage("scorer"), per_stage("monitor"), per_stage("sink")),
         (
             2 + MALFORMED_PER_TOPIC,
-            1 + 2 * MALFORMED_PER_TOPIC,
+            3 + 2 * MALFORMED_PER_TOPIC,
             MALFORMED_PER_TOPIC
         ),
         "dead letters per stage"
@@ -1131,6 +1149,30 @@ async fn february_replay_matches_evidently_in_postgres() -> Result<()> {
             .iter()
             .any(|(stage, reason, _)| stage == "monitor" && reason.contains("event_time")),
         "a monitor reason names the field"
+    );
+    let batched: Vec<(&str, &[u8])> = letters
+        .iter()
+        .filter(|(_, reason, _)| reason.contains("of a batch"))
+        .map(|(_, reason, payload)| (reason.as_str(), payload.as_slice()))
+        .collect();
+    assert_eq!(
+        batched.len(),
+        2,
+        "one dead letter per malformed event of the batch"
+    );
+    assert!(
+        batched
+            .iter()
+            .any(|(reason, payload)| reason.starts_with("event 0 of a batch")
+                && payload.starts_with(br#"{"trip_id":"bad:3""#)),
+        "{batched:?}"
+    );
+    assert!(
+        batched
+            .iter()
+            .any(|(reason, payload)| reason.starts_with("event 1 of a batch")
+                && payload.starts_with(br#"{"trip_id":"bad:4""#)),
+        "{batched:?}"
     );
 
     for stage in [scorer, monitor, sink] {
