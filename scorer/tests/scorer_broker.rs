@@ -13,6 +13,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
+use streamwatch_common::batch;
 use streamwatch_common::events::{HEADER_DLQ_ORIGIN, HEADER_DLQ_REASON, HEADER_DLQ_STAGE};
 use streamwatch_common::telemetry::Readiness;
 use streamwatch_scorer::config::RunArgs;
@@ -187,11 +188,28 @@ async fn the_service_scores_dead_letters_and_stops_cleanly() {
                 )
             })
             .unwrap();
-        let key = String::from_utf8(message.key().unwrap().to_vec()).unwrap();
         let payload = message.payload().unwrap_or_default().to_vec();
         if message.topic() == output {
-            assert!(scored.insert(key, payload).is_none(), "duplicate output");
+            // Batches: each event on its line, all in the partition of their trip ids.
+            assert!(
+                batch::is_batch(message.headers()),
+                "scored output is batched"
+            );
+            for (_, event) in batch::events(&payload) {
+                let value: serde_json::Value = serde_json::from_slice(event).unwrap();
+                let id = value["trip_id"].as_str().unwrap().to_owned();
+                assert_eq!(
+                    batch::partition_for_key(id.as_bytes(), PARTITIONS as usize),
+                    message.partition(),
+                    "{id} is in its key's partition"
+                );
+                assert!(
+                    scored.insert(id, event.to_vec()).is_none(),
+                    "duplicate output"
+                );
+            }
         } else {
+            let key = String::from_utf8(message.key().unwrap().to_vec()).unwrap();
             let headers = message
                 .headers()
                 .map(|h| {

@@ -93,7 +93,10 @@ mod tests {
     fn the_migrations_are_embedded_in_version_order() {
         let names = embedded_names();
         assert_eq!(names.first().map(String::as_str), Some("V1__metrics"));
-        assert_eq!(names.last().map(String::as_str), Some("V10__generation"));
+        assert_eq!(
+            names.last().map(String::as_str),
+            Some("V11__late_event_index")
+        );
     }
 
     #[test]
