@@ -538,12 +538,12 @@ async fn consume(
             };
             if topic == SCORED && is_batch(message.headers()) {
                 let published_ms = message.timestamp().to_millis();
+                let now = Instant::now();
                 for (index, event) in batch_events(payload) {
                     state.health.event_in();
                     received += 1;
-                    if let Err(error) =
-                        take_scored(state, position, offset, index, event, published_ms)
-                    {
+                    let place = (position, offset, index);
+                    if let Err(error) = take_scored(state, place, event, published_ms, now) {
                         let reason = format!("event {index} of a batch: {}", error.reason);
                         state.health.event_failed();
                         pending_dead_letters.push(dead_letters.enqueue(
@@ -561,7 +561,13 @@ async fn consume(
             received += 1;
             let decoded = if topic == SCORED {
                 let published_ms = message.timestamp().to_millis();
-                take_scored(state, position, offset, 0, payload, published_ms)
+                take_scored(
+                    state,
+                    (position, offset, 0),
+                    payload,
+                    published_ms,
+                    Instant::now(),
+                )
             } else {
                 take_completion(state, position, offset, payload)
             };
@@ -592,21 +598,18 @@ async fn consume(
     Ok(())
 }
 
-/// A scored event (the `index`-th of its message): into the micro-batch for the drift
-/// windows, and into the join.
+/// A scored event, at (position, offset, index in its message), read at `now`: into the
+/// micro-batch for the drift windows, and into the join.
 fn take_scored(
     state: &mut LoopState,
-    position: Position,
-    offset: i64,
-    index: u32,
+    (position, offset, index): (Position, i64, u32),
     payload: &[u8],
     published_ms: Option<i64>,
+    now: Instant,
 ) -> std::result::Result<(), crate::decode::DecodeError> {
     state.decoder.decode(payload, &mut state.event)?;
     let time = state.event.event_time_us;
-    state
-        .watermarks
-        .observe(position.partition, time, Instant::now());
+    state.watermarks.observe(position.partition, time, now);
     let operator = match &mut state.partitioned {
         Some(partitioned) => &mut partitioned.partition(position.partition).operator,
         None => &mut state.operator,

@@ -269,6 +269,7 @@ fn assigned_consumer(brokers: &str, topics: &[(&str, i32)], eof: bool) -> Result
         .set("enable.partition.eof", if eof { "true" } else { "false" })
         .set("fetch.wait.max.ms", "100")
         .set("queued.min.messages", "200000")
+        .set("fetch.queue.backoff.ms", "10")
         .create()?;
     let mut assignment = TopicPartitionList::new();
     for (topic, partitions) in topics {
