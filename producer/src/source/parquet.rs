@@ -26,7 +26,7 @@ use datafusion::arrow::datatypes::{
 };
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::ser::{CompactFormatter, Formatter};
-use streamwatch_common::events::{format_timestamp, parse_timestamp, EVENT_TIME, TRIP_ID};
+use streamwatch_common::events::{parse_timestamp, push_timestamp, EVENT_TIME, TRIP_ID};
 
 use crate::error::{Error, Result};
 
@@ -323,7 +323,7 @@ fn write_time(out: &mut Vec<u8>, value: Option<NaiveDateTime>) -> bool {
     match value {
         Some(ts) => {
             out.push(b'"');
-            out.extend_from_slice(format_timestamp(ts).as_bytes());
+            push_timestamp(out, ts);
             out.push(b'"');
             true
         }
@@ -719,9 +719,9 @@ impl TripEvents {
         payload.extend_from_slice(b"{\"trip_id\":\"");
         payload.extend_from_slice(key.as_bytes());
         payload.extend_from_slice(b"\",\"event_time\":\"");
-        payload.extend_from_slice(format_timestamp(completion).as_bytes());
+        push_timestamp(payload, completion);
         payload.extend_from_slice(b"\",\"prediction_time\":\"");
-        payload.extend_from_slice(format_timestamp(event.time).as_bytes());
+        push_timestamp(payload, event.time);
         payload.extend_from_slice(b"\",");
         payload.extend_from_slice(&completions.truth_key);
         match self.truth(i, completion) {
@@ -762,7 +762,7 @@ impl TripEvents {
         payload.extend_from_slice(b"\"trip_id\":\"");
         payload.extend_from_slice(key.as_bytes());
         payload.extend_from_slice(b"\",\"event_time\":\"");
-        payload.extend_from_slice(format_timestamp(event.time).as_bytes());
+        push_timestamp(payload, event.time);
         payload.extend_from_slice(b"\"}");
         Ok(())
     }
@@ -778,6 +778,8 @@ mod tests {
     use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
     use datafusion::parquet::record::Field as ParquetField;
     use serde_json::{json, Map, Value};
+
+    use streamwatch_common::events::format_timestamp;
 
     use super::*;
     use crate::config::DEFAULT_REQUIRED_COLUMNS;
