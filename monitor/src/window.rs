@@ -196,8 +196,17 @@ impl MicroBatch {
     }
 
     fn cells_of(&self, row: usize) -> &[(u32, bool)] {
-        let start = if row == 0 { 0 } else { self.cell_ends[row - 1] };
-        &self.cells[start..self.cell_ends[row]]
+        self.cells_of_rows(row, row + 1)
+    }
+
+    /// The cells of rows `start..end`, which lie next to each other.
+    fn cells_of_rows(&self, start: usize, end: usize) -> &[(u32, bool)] {
+        let first = if start == 0 {
+            0
+        } else {
+            self.cell_ends[start - 1]
+        };
+        &self.cells[first..self.cell_ends[end - 1]]
     }
 }
 
@@ -229,10 +238,23 @@ impl Pane {
         }
     }
 
-    fn add_cells(&mut self, cells: &[(u32, bool)]) {
-        for &(id, missing) in cells {
-            self.add_column_cells(id, u64::from(!missing));
+    /// Counts cells of any number of rows whose column ids are below `columns`: the column
+    /// table grows once, then each cell is two stores.
+    fn add_cells(&mut self, cells: &[(u32, bool)], columns: usize) {
+        if columns > self.seen.len() {
+            self.seen.resize(columns, false);
+            self.present.resize(columns, 0);
         }
+        for &(id, missing) in cells {
+            self.seen[id as usize] = true;
+            self.present[id as usize] += u64::from(!missing);
+        }
+    }
+
+    /// Lowers the first offset kept for `partition` to `offset`.
+    fn note_offset(&mut self, partition: i32, offset: i64) {
+        let first = self.first_offsets.entry(partition).or_insert(offset);
+        *first = (*first).min(offset);
     }
 
     /// The lowest offset of the pane's events from `partition`.
@@ -252,7 +274,13 @@ impl Pane {
     }
 
     /// Adds one row of `batch` to the sub-pane of each of its segments.
-    fn add_to_segments(&mut self, batch: &MicroBatch, row: usize, dimensions: usize) {
+    fn add_to_segments(
+        &mut self,
+        batch: &MicroBatch,
+        row: usize,
+        dimensions: usize,
+        cell_columns: usize,
+    ) {
         let columns = self.columns.len();
         for dimension in 0..dimensions {
             let segment = batch.segments[row * dimensions + dimension];
@@ -263,7 +291,7 @@ impl Pane {
             for (counts, values) in sub.columns.iter_mut().zip(&batch.values) {
                 counts.counts_mut().add(values[row]);
             }
-            sub.add_cells(batch.cells_of(row));
+            sub.add_cells(batch.cells_of(row), cell_columns);
             sub.rows += 1;
         }
     }
@@ -542,6 +570,8 @@ impl WindowOperator {
         debug_assert_eq!(batch.segments.len(), batch.len() * self.segment_dimensions);
         let horizon = self.horizon_us;
         let dimensions = self.segment_dimensions;
+        let cell_columns = batch.cells.iter().map(|&(id, _)| id as usize + 1).max();
+        let cell_columns = cell_columns.unwrap_or(0);
         for state in &mut self.specs {
             let spec = state.spec;
             let mut row = 0;
@@ -577,18 +607,27 @@ impl WindowOperator {
                         .update_batch(&[array.slice(row, end - row)])
                         .expect("value_counts accepts Float64 arrays");
                 }
-                for r in row..end {
-                    pane.max_published_ms = pane.max_published_ms.max(batch.published_ms[r]);
-                    pane.add_cells(batch.cells_of(r));
-                    if dimensions > 0 {
-                        pane.add_to_segments(batch, r, dimensions);
-                    }
-                    let first = pane
-                        .first_offsets
-                        .entry(batch.partitions[r])
-                        .or_insert(batch.offsets[r]);
-                    *first = (*first).min(batch.offsets[r]);
+                pane.add_cells(batch.cells_of_rows(row, end), cell_columns);
+                if let Some(&latest) = batch.published_ms[row..end].iter().max() {
+                    pane.max_published_ms = pane.max_published_ms.max(latest);
                 }
+                if dimensions > 0 {
+                    for r in row..end {
+                        pane.add_to_segments(batch, r, dimensions, cell_columns);
+                    }
+                }
+                // A run's events mostly come from one partition: one table update per
+                // stretch of a partition instead of one per event.
+                let (mut partition, mut lowest) = (batch.partitions[row], batch.offsets[row]);
+                for r in row + 1..end {
+                    if batch.partitions[r] == partition {
+                        lowest = lowest.min(batch.offsets[r]);
+                    } else {
+                        pane.note_offset(partition, lowest);
+                        (partition, lowest) = (batch.partitions[r], batch.offsets[r]);
+                    }
+                }
+                pane.note_offset(partition, lowest);
                 pane.rows += (end - row) as u64;
                 stats.assigned += (end - row) as u64;
                 if self.exports_panes {
