@@ -20,10 +20,37 @@ use streamwatch_stats::Distribution;
 
 /// Counts of each distinct value of a numeric column, plus the count of missing cells
 /// (null or NaN). `-0.0` is counted as `0.0`, as numpy's `unique` does.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct ValueCounts {
+    /// Counts of the integers `0..small.len()` (below [`SMALL_INTEGERS`]): categorical codes
+    /// and small counts (location ids, passenger counts) are counted without hashing.
+    small: Vec<u64>,
+    /// Counts of every other value, keyed by its bits.
     counts: FxHashMap<u64, u64>,
     nulls: u64,
+}
+
+/// Integer values below this are counted in [`ValueCounts::small`] (at most 4 KiB a column).
+const SMALL_INTEGERS: usize = 512;
+
+/// The slot of `value` in [`ValueCounts::small`], if it is a small non-negative integer
+/// (`-0.0` included: it counts as `0.0`).
+#[inline]
+fn small_index(value: f64) -> Option<usize> {
+    // `as` saturates, and NaN becomes 0, which then differs from the value.
+    let index = value as usize;
+    (index < SMALL_INTEGERS && index as f64 == value).then_some(index)
+}
+
+impl PartialEq for ValueCounts {
+    fn eq(&self, other: &Self) -> bool {
+        // Slots of `small` past the last non-zero count are not part of the value.
+        let used =
+            |small: &[u64]| small.len() - small.iter().rev().take_while(|c| **c == 0).count();
+        self.nulls == other.nulls
+            && self.counts == other.counts
+            && self.small[..used(&self.small)] == other.small[..used(&other.small)]
+    }
 }
 
 fn key(value: f64) -> u64 {
@@ -39,7 +66,7 @@ impl ValueCounts {
     #[inline]
     pub fn add(&mut self, value: Option<f64>) {
         match value {
-            Some(v) if !v.is_nan() => *self.counts.entry(key(v)).or_insert(0) += 1,
+            Some(v) if !v.is_nan() => self.add_value(v, 1),
             _ => self.nulls += 1,
         }
     }
@@ -49,7 +76,21 @@ impl ValueCounts {
         if value.is_nan() {
             self.nulls += count;
         } else if count > 0 {
-            *self.counts.entry(key(value)).or_insert(0) += count;
+            self.add_value(value, count);
+        }
+    }
+
+    /// Adds `count` occurrences of a value that is not NaN.
+    #[inline]
+    fn add_value(&mut self, value: f64, count: u64) {
+        match small_index(value) {
+            Some(index) => {
+                if index >= self.small.len() {
+                    self.small.resize(index + 1, 0);
+                }
+                self.small[index] += count;
+            }
+            None => *self.counts.entry(key(value)).or_insert(0) += count,
         }
     }
 
@@ -61,6 +102,12 @@ impl ValueCounts {
     pub fn retract(&mut self, value: Option<f64>) {
         match value {
             Some(v) if !v.is_nan() => {
+                if let Some(index) = small_index(v) {
+                    if let Some(count) = self.small.get_mut(index) {
+                        *count = count.saturating_sub(1);
+                    }
+                    return;
+                }
                 let k = key(v);
                 if let Some(count) = self.counts.get_mut(&k) {
                     *count -= 1;
@@ -80,12 +127,15 @@ impl ValueCounts {
 
     /// Cells with a value (finite or infinite).
     pub fn present(&self) -> u64 {
-        self.counts.values().sum()
+        self.small.iter().sum::<u64>() + self.counts.values().sum::<u64>()
     }
 
     /// Occurrences of one value.
     pub fn count_of(&self, value: f64) -> u64 {
-        self.counts.get(&key(value)).copied().unwrap_or(0)
+        match small_index(value) {
+            Some(index) => self.small.get(index).copied().unwrap_or(0),
+            None => self.counts.get(&key(value)).copied().unwrap_or(0),
+        }
     }
 
     pub fn has_infinite(&self) -> bool {
@@ -94,27 +144,58 @@ impl ValueCounts {
 
     /// The non-missing values as a sorted distribution (infinite values kept).
     pub fn distribution(&self) -> Distribution {
-        Distribution::from_counts(self.counts.iter().map(|(k, c)| (f64::from_bits(*k), *c)))
+        Distribution::from_counts(self.iter())
     }
 
     /// Distinct values with their counts, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
-        self.counts.iter().map(|(k, c)| (f64::from_bits(*k), *c))
+        let small = self
+            .small
+            .iter()
+            .enumerate()
+            .filter(|(_, count)| **count > 0)
+            .map(|(index, count)| (index as f64, *count));
+        small.chain(self.counts.iter().map(|(k, c)| (f64::from_bits(*k), *c)))
     }
 
     /// Adds every cell of a Float64 array.
     pub fn update_array(&mut self, values: &Float64Array) {
-        // Room for every value being new: growing the table once beats rehashing it several
-        // times within a batch (continuous columns such as the prediction are mostly unique).
-        self.counts.reserve(values.len());
+        // Room for every remaining value being new, made at the first value the hash table
+        // takes: growing it once beats rehashing it several times within a batch
+        // (continuous columns such as the prediction are mostly unique), and a column of
+        // small integers never needs it.
+        let mut reserved = false;
+        let len = values.len();
         if values.null_count() == 0 {
-            for v in values.values().iter() {
-                self.add(Some(*v));
+            for (position, v) in values.values().iter().enumerate() {
+                self.add_one(*v, len - position, &mut reserved);
             }
         } else {
-            for v in values.iter() {
-                self.add(v);
+            for (position, v) in values.iter().enumerate() {
+                match v {
+                    Some(v) => self.add_one(v, len - position, &mut reserved),
+                    None => self.nulls += 1,
+                }
             }
+        }
+    }
+
+    /// Adds one cell of a batch with `remaining` cells left (this one included).
+    #[inline]
+    fn add_one(&mut self, value: f64, remaining: usize, reserved: &mut bool) {
+        if value.is_nan() {
+            self.nulls += 1;
+        } else if let Some(index) = small_index(value) {
+            if index >= self.small.len() {
+                self.small.resize(index + 1, 0);
+            }
+            self.small[index] += 1;
+        } else {
+            if !*reserved {
+                self.counts.reserve(remaining);
+                *reserved = true;
+            }
+            *self.counts.entry(key(value)).or_insert(0) += 1;
         }
     }
 
@@ -260,7 +341,9 @@ impl Accumulator for ValueCountsAccumulator {
     }
 
     fn size(&self) -> usize {
-        std::mem::size_of_val(self) + self.counts.counts.capacity() * 24
+        std::mem::size_of_val(self)
+            + self.counts.small.capacity() * 8
+            + self.counts.counts.capacity() * 24
     }
 }
 
@@ -320,6 +403,45 @@ mod tests {
         assert_eq!(d.values(), &[0.0, 1.0, 2.0]);
         assert_eq!(d.counts(), &[2, 1, 1]);
         assert_eq!(a.counts().nulls(), 1);
+    }
+
+    #[test]
+    fn small_integers_and_other_values_count_alike() {
+        // Small integers take the array, everything else the hash table; the two must agree
+        // with a plain count of the values, and states equal whatever slots were used.
+        let values = [
+            0.0, -0.0, 1.0, 1.0, 511.0, 512.0, -1.0, 2.5, 1e300, 3.0, 3.0, 265.0,
+        ];
+        let mut counts = ValueCounts::default();
+        counts.update_array(&Float64Array::from(values.to_vec()));
+        assert_eq!(counts.present(), values.len() as u64);
+        assert_eq!(counts.count_of(0.0), 2);
+        assert_eq!(counts.count_of(-0.0), 2);
+        assert_eq!(counts.count_of(3.0), 2);
+        assert_eq!(counts.count_of(512.0), 1);
+        assert_eq!(counts.count_of(-1.0), 1);
+        let d = counts.distribution();
+        assert_eq!(
+            d.values(),
+            &[-1.0, 0.0, 1.0, 2.5, 3.0, 265.0, 511.0, 512.0, 1e300]
+        );
+        assert_eq!(d.counts(), &[1, 2, 2, 1, 2, 1, 1, 1, 1]);
+
+        let mut one_by_one = ValueCounts::default();
+        for v in values {
+            one_by_one.add_count(v, 1);
+        }
+        assert_eq!(one_by_one, counts);
+
+        // Retracting the largest small integer leaves a zero slot: still equal to a state
+        // that never saw it.
+        counts.retract(Some(511.0));
+        let mut without: Vec<f64> = values.to_vec();
+        without.retain(|v| *v != 511.0);
+        let mut expected = ValueCounts::default();
+        expected.update_array(&Float64Array::from(without));
+        assert_eq!(counts, expected);
+        assert_eq!(counts.count_of(511.0), 0);
     }
 
     #[test]
