@@ -84,14 +84,18 @@ impl ValueCounts {
     #[inline]
     fn add_value(&mut self, value: f64, count: u64) {
         match small_index(value) {
-            Some(index) => {
-                if index >= self.small.len() {
-                    self.small.resize(index + 1, 0);
-                }
-                self.small[index] += count;
-            }
+            Some(index) => self.add_small(index, count),
             None => *self.counts.entry(key(value)).or_insert(0) += count,
         }
+    }
+
+    /// Adds `count` occurrences of the small integer `index`.
+    #[inline]
+    fn add_small(&mut self, index: usize, count: u64) {
+        if index >= self.small.len() {
+            self.small.resize(index + 1, 0);
+        }
+        self.small[index] += count;
     }
 
     pub fn add_nulls(&mut self, count: u64) {
@@ -186,10 +190,7 @@ impl ValueCounts {
         if value.is_nan() {
             self.nulls += 1;
         } else if let Some(index) = small_index(value) {
-            if index >= self.small.len() {
-                self.small.resize(index + 1, 0);
-            }
-            self.small[index] += 1;
+            self.add_small(index, 1);
         } else {
             if !*reserved {
                 self.counts.reserve(remaining);

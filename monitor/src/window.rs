@@ -241,10 +241,7 @@ impl Pane {
     /// Counts cells of any number of rows whose column ids are below `columns`: the column
     /// table grows once, then each cell is two stores.
     fn add_cells(&mut self, cells: &[(u32, bool)], columns: usize) {
-        if columns > self.seen.len() {
-            self.seen.resize(columns, false);
-            self.present.resize(columns, 0);
-        }
+        self.ensure_columns(columns);
         for &(id, missing) in cells {
             self.seen[id as usize] = true;
             self.present[id as usize] += u64::from(!missing);
@@ -265,12 +262,17 @@ impl Pane {
     /// Marks a data column seen, with `present` more cells that were not missing.
     pub(crate) fn add_column_cells(&mut self, id: u32, present: u64) {
         let id = id as usize;
-        if id >= self.seen.len() {
-            self.seen.resize(id + 1, false);
-            self.present.resize(id + 1, 0);
-        }
+        self.ensure_columns(id + 1);
         self.seen[id] = true;
         self.present[id] += present;
+    }
+
+    /// Makes room in the cell tables for the column ids below `columns`.
+    fn ensure_columns(&mut self, columns: usize) {
+        if columns > self.seen.len() {
+            self.seen.resize(columns, false);
+            self.present.resize(columns, 0);
+        }
     }
 
     /// Adds one row of `batch` to the sub-pane of each of its segments.
@@ -570,8 +572,12 @@ impl WindowOperator {
         debug_assert_eq!(batch.segments.len(), batch.len() * self.segment_dimensions);
         let horizon = self.horizon_us;
         let dimensions = self.segment_dimensions;
-        let cell_columns = batch.cells.iter().map(|&(id, _)| id as usize + 1).max();
-        let cell_columns = cell_columns.unwrap_or(0);
+        let cell_columns = batch
+            .cells
+            .iter()
+            .map(|&(id, _)| id as usize + 1)
+            .max()
+            .unwrap_or(0);
         for state in &mut self.specs {
             let spec = state.spec;
             let mut row = 0;
