@@ -454,6 +454,9 @@ pub struct PerformanceReport {
 pub enum AlertState {
     Firing,
     Resolved,
+    /// The transition an earlier revision of this window (or of one before it in the
+    /// streak) made no longer holds on the latest revisions: the stored one is removed.
+    Retracted,
 }
 
 impl AlertState {
@@ -461,13 +464,15 @@ impl AlertState {
         match self {
             AlertState::Firing => "firing",
             AlertState::Resolved => "resolved",
+            AlertState::Retracted => "retracted",
         }
     }
 }
 
 /// A transition of an alert rule (`"record": "alert"`): it fired at `window` (the last of
 /// `for_windows` consecutive breaching windows) or resolved there (the first that does not
-/// breach).
+/// breach), or the transition stored for `window` is retracted. The records of one rule and
+/// window share a message key, so the latest is the one that stays.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertEvent {
     pub rule: String,

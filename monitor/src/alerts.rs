@@ -2,13 +2,19 @@
 //! fires when that many consecutive windows breach it, and resolves at the first window that
 //! does not. Only the transitions are reported, as alert records on the metrics topic.
 //!
-//! A rule's state (its recent windows' breaches, whether it fires) outlives the process when
-//! an alert-state topic is set (`crate::alert_state`): it is published after the transitions
-//! of a batch and before its offsets are stored, and read back at start. Windows a restarted
-//! monitor rebuilds and emits again then repeat their transitions exactly (the `alerts` rows
-//! are upserts) instead of starting the streaks over. A revision of a window older than the
-//! newest one a rule has seen updates its breach but makes no transition, so a replay of
-//! windows the state already holds cannot fire again a rule that fired before them.
+//! The transitions are a function of the latest revision of each window: a revision that
+//! changes a window's breach takes the rule's streaks up again from that window, and every
+//! transition that changes is reported again, a vanished one as `retracted` (the `alerts` rows
+//! are upserts per rule and window, and a retraction removes one). So a window first reported
+//! from part of its events, which fires or resolves a rule its complete revision does not,
+//! leaves nothing behind once the complete revision is in.
+//!
+//! A rule's state (its recent windows' breaches and transitions) outlives the process when an
+//! alert-state topic is set (`crate::alert_state`): it is published after the transitions of
+//! a batch and before its offsets are stored, and read back at start. Windows a restarted
+//! monitor rebuilds and emits again then change nothing unless their metrics differ. The
+//! state keeps the windows whose revisions can still come (the update horizon) and the streak
+//! before them; a revision of a window older than that makes no transition.
 
 use std::collections::BTreeMap;
 
@@ -68,8 +74,14 @@ struct Rule {
     comparison: Comparison,
     /// Whether each recent window (by start) breached the rule, and the value.
     breaches: BTreeMap<i64, (bool, Option<f64>)>,
-    /// The window the rule fired at, while it is firing.
-    firing_since: Option<i64>,
+    /// The transitions reported at those windows, with the value there.
+    transitions: BTreeMap<i64, (AlertState, Option<f64>)>,
+    /// Windows starting before this were forgotten; `firing_before` is the rule's state there.
+    forgotten_before: Option<i64>,
+    /// The window the rule fired at, if it was firing before the kept windows.
+    firing_before: Option<i64>,
+    /// How far before the newest window revisions can still come (µs).
+    retention_us: i64,
     /// Changed since its state was last taken ([`Alerts::take_changed`]).
     changed: bool,
 }
@@ -86,7 +98,10 @@ pub struct RuleState {
     pub for_windows: u32,
     /// (window start in µs, breached, value), oldest first.
     pub breaches: Vec<(i64, bool, Option<f64>)>,
-    pub firing_since: Option<i64>,
+    /// (window start in µs, transition, value), oldest first.
+    pub transitions: Vec<(i64, AlertState, Option<f64>)>,
+    pub forgotten_before: Option<i64>,
+    pub firing_before: Option<i64>,
 }
 
 impl Rule {
@@ -103,7 +118,13 @@ impl Rule {
                 .iter()
                 .map(|(start, (breached, value))| (*start, *breached, *value))
                 .collect(),
-            firing_since: self.firing_since,
+            transitions: self
+                .transitions
+                .iter()
+                .map(|(start, (state, value))| (*start, *state, *value))
+                .collect(),
+            forgotten_before: self.forgotten_before,
+            firing_before: self.firing_before,
         }
     }
 
@@ -156,7 +177,8 @@ fn is_performance(metric: &str) -> bool {
 }
 
 impl Alerts {
-    pub fn new(specs: &[AlertSpec]) -> Result<Self> {
+    /// `horizon_us`: how long after its end a window can still be revised (the update horizon).
+    pub fn new(specs: &[AlertSpec], horizon_us: i64) -> Result<Self> {
         let rules = specs
             .iter()
             .map(|spec| {
@@ -175,12 +197,21 @@ impl Alerts {
                 if spec.for_windows == 0 {
                     return Err(fail("for_windows must be at least 1".into()));
                 }
+                let window = WindowSpec::parse(&spec.window)?;
+                // A revisable window starts after the newest closed one's start minus the
+                // horizon; its streak reaches `for_windows` steps further back.
+                let retention_us = horizon_us
+                    .saturating_add(window.size_us)
+                    .saturating_add(window.step_us.saturating_mul(i64::from(spec.for_windows)));
                 Ok(Rule {
-                    window: WindowSpec::parse(&spec.window)?,
+                    window,
                     spec: spec.clone(),
                     comparison,
                     breaches: BTreeMap::new(),
-                    firing_since: None,
+                    transitions: BTreeMap::new(),
+                    forgotten_before: None,
+                    firing_before: None,
+                    retention_us,
                     changed: false,
                 })
             })
@@ -204,7 +235,13 @@ impl Alerts {
                     .iter()
                     .map(|(start, breached, value)| (*start, (*breached, *value)))
                     .collect();
-                rule.firing_since = state.firing_since;
+                rule.transitions = state
+                    .transitions
+                    .iter()
+                    .map(|(start, transition, value)| (*start, (*transition, *value)))
+                    .collect();
+                rule.forgotten_before = state.forgotten_before;
+                rule.firing_before = state.firing_before;
                 restored += 1;
             }
         }
@@ -258,51 +295,101 @@ impl Alerts {
             let Some(current) = value(&rule.spec.metric) else {
                 continue;
             };
+            if rule.forgotten_before.is_some_and(|before| start < before) {
+                continue;
+            }
             let breached = current.is_some_and(|v| rule.comparison.holds(v, rule.spec.threshold));
-            let newest = rule
-                .breaches
-                .last_key_value()
-                .is_none_or(|(s, _)| start >= *s);
             rule.breaches.insert(start, (breached, current));
             rule.changed = true;
-            // Keep what the consecutive count can need.
-            let keep = rule.spec.for_windows as i64 + 1;
-            while rule.breaches.len() as i64 > keep.max(2) * 4 {
-                rule.breaches.pop_first();
-            }
-            let step = rule.window.step_us;
-            let consecutive = (0..rule.spec.for_windows as i64).all(|k| {
-                rule.breaches
-                    .get(&(start - k * step))
-                    .is_some_and(|(b, _)| *b)
-            });
-            let state = match (rule.firing_since, consecutive, breached) {
-                _ if !newest => None,
-                (None, true, _) => {
-                    rule.firing_since = Some(start);
-                    Some(AlertState::Firing)
-                }
-                (Some(since), _, false) if start > since => {
-                    rule.firing_since = None;
-                    Some(AlertState::Resolved)
-                }
-                _ => None,
-            };
-            if let Some(state) = state {
+            for (at, state, value) in rule.reevaluate_from(start) {
+                let mut window = window.clone();
+                let shift = chrono::Duration::microseconds(at - start);
+                window.start += shift;
+                window.end += shift;
                 events.push(AlertEvent {
                     rule: rule.spec.name.clone(),
                     metric: rule.spec.metric.clone(),
                     op: rule.spec.op.clone(),
                     threshold: rule.spec.threshold,
                     for_windows: rule.spec.for_windows,
-                    window: window.clone(),
+                    window,
                     state,
-                    value: current,
+                    value,
                     emitted_at: chrono::Utc::now(),
                 });
             }
+            rule.forget_old();
         }
         events
+    }
+}
+
+impl Rule {
+    /// Takes the streaks up again from the window at `from` to the newest one; returns the
+    /// transitions that changed (window start, state, value), a vanished one as retracted.
+    fn reevaluate_from(&mut self, from: i64) -> Vec<(i64, AlertState, Option<f64>)> {
+        let mut firing = match self.transitions.range(..from).next_back() {
+            Some((at, (AlertState::Firing, _))) => Some(*at),
+            Some(_) => None,
+            None => self.firing_before,
+        };
+        let step = self.window.step_us;
+        let streak = self.spec.for_windows as i64;
+        let mut changed = Vec::new();
+        let later: Vec<(i64, bool, Option<f64>)> = self
+            .breaches
+            .range(from..)
+            .map(|(at, (breached, value))| (*at, *breached, *value))
+            .collect();
+        for (at, breached, value) in later {
+            let consecutive =
+                (0..streak).all(|k| self.breaches.get(&(at - k * step)).is_some_and(|(b, _)| *b));
+            let transition = match (firing, consecutive, breached) {
+                (None, true, _) => {
+                    firing = Some(at);
+                    Some(AlertState::Firing)
+                }
+                (Some(since), _, false) if at > since => {
+                    firing = None;
+                    Some(AlertState::Resolved)
+                }
+                _ => None,
+            };
+            let reported = self.transitions.get(&at).copied();
+            match (transition, reported) {
+                (Some(state), Some(old)) if old == (state, value) => {}
+                (Some(state), _) => {
+                    self.transitions.insert(at, (state, value));
+                    changed.push((at, state, value));
+                }
+                (None, Some(_)) => {
+                    self.transitions.remove(&at);
+                    changed.push((at, AlertState::Retracted, value));
+                }
+                (None, None) => {}
+            }
+        }
+        changed
+    }
+
+    /// Drops the windows no revision can reach any more, keeping the state they leave.
+    fn forget_old(&mut self) {
+        let Some(newest) = self.breaches.last_key_value().map(|(at, _)| *at) else {
+            return;
+        };
+        let keep_from = newest.saturating_sub(self.retention_us);
+        while let Some(entry) = self.breaches.first_entry() {
+            if *entry.key() >= keep_from {
+                break;
+            }
+            let at = entry.remove_entry().0;
+            match self.transitions.remove(&at) {
+                Some((AlertState::Firing, _)) => self.firing_before = Some(at),
+                Some((AlertState::Resolved, _)) => self.firing_before = None,
+                _ => {}
+            }
+            self.forgotten_before = Some(at + 1);
+        }
     }
 }
 
@@ -331,6 +418,8 @@ mod tests {
 
     use super::*;
 
+    const DAY: i64 = 86_400_000_000;
+
     fn row(day: u32, drifted: u32) -> MetricRow {
         let start = parse_timestamp(&format!("2022-02-{day:02}T00:00:00")).unwrap();
         MetricRow {
@@ -356,7 +445,7 @@ mod tests {
 
     #[test]
     fn fires_after_consecutive_breaches_and_resolves_once() {
-        let mut alerts = Alerts::new(&[rule(2)]).unwrap();
+        let mut alerts = Alerts::new(&[rule(2)], DAY).unwrap();
         let drifted = [0, 2, 3, 3, 1, 2, 0];
         let mut transitions = Vec::new();
         for (i, d) in drifted.iter().enumerate() {
@@ -402,7 +491,7 @@ mod tests {
             .enumerate()
             .map(|(i, d)| (i as u32 + 1, *d))
             .collect();
-        let mut uninterrupted = Alerts::new(&[rule(2)]).unwrap();
+        let mut uninterrupted = Alerts::new(&[rule(2)], DAY).unwrap();
         let expected = transitions(&mut uninterrupted, &drifted);
         assert_eq!(
             expected,
@@ -418,7 +507,7 @@ mod tests {
             (1..drifted.len()).flat_map(|stop| [(stop, 0), (stop, 1), (stop, 3)])
         {
             // Up to `stop` windows, then the state as the topic keeps it (through JSON).
-            let mut before = Alerts::new(&[rule(2)]).unwrap();
+            let mut before = Alerts::new(&[rule(2)], DAY).unwrap();
             let mut seen = transitions(&mut before, &drifted[..stop]);
             let saved: Vec<RuleState> = before
                 .take_changed()
@@ -428,7 +517,7 @@ mod tests {
             assert_eq!(saved.len(), 1);
             assert!(before.take_changed().is_empty(), "taken once");
             // Restarted: the last windows before the stop are rebuilt and emitted again.
-            let mut after = Alerts::new(&[rule(2)]).unwrap();
+            let mut after = Alerts::new(&[rule(2)], DAY).unwrap();
             assert_eq!(after.restore(&saved), 1);
             let replay_from = stop.saturating_sub(replayed);
             seen.extend(transitions(&mut after, &drifted[replay_from..]));
@@ -441,26 +530,132 @@ mod tests {
         }
 
         // A state saved for another definition of the rule is not taken up.
-        let mut before = Alerts::new(&[rule(2)]).unwrap();
+        let mut before = Alerts::new(&[rule(2)], DAY).unwrap();
         transitions(&mut before, &drifted[..4]);
         let saved = before.take_changed();
         let mut stricter = rule(2);
         stricter.threshold = 3.0;
-        assert_eq!(Alerts::new(&[stricter]).unwrap().restore(&saved), 0);
+        assert_eq!(Alerts::new(&[stricter], DAY).unwrap().restore(&saved), 0);
+    }
+
+    /// What the `alerts` table holds after the sink applied `events`: window day -> (state, value).
+    fn apply(table: &mut BTreeMap<u32, (AlertState, Option<f64>)>, events: Vec<AlertEvent>) {
+        for event in events {
+            let day = event.window.start.format("%d").to_string().parse().unwrap();
+            if event.state == AlertState::Retracted {
+                table.remove(&day);
+            } else {
+                table.insert(day, (event.state, event.value));
+            }
+        }
+    }
+
+    #[test]
+    fn a_revision_retracts_the_transitions_its_earlier_revision_made() {
+        let mut alerts = Alerts::new(&[rule(1)], DAY).unwrap();
+        let mut table = BTreeMap::new();
+        // Day 3 first reported from part of its events: it breaches, and day 4 resolves.
+        for (day, drifted) in [(1, 0), (2, 0), (3, 3), (4, 0), (5, 0)] {
+            apply(&mut table, alerts.on_window(&row(day, drifted)));
+        }
+        assert_eq!(
+            table,
+            BTreeMap::from([
+                (3, (AlertState::Firing, Some(3.0))),
+                (4, (AlertState::Resolved, Some(0.0)))
+            ])
+        );
+        // Its complete revision does not breach: both transitions go.
+        let retracted = alerts.on_window(&row(3, 1));
+        assert_eq!(
+            retracted.iter().map(|e| e.state).collect::<Vec<_>>(),
+            [AlertState::Retracted, AlertState::Retracted]
+        );
+        apply(&mut table, retracted);
+        assert!(table.is_empty(), "{table:?}");
+        // A revision that keeps the transition but changes the value reports the new value.
+        apply(&mut table, alerts.on_window(&row(4, 2)));
+        apply(&mut table, alerts.on_window(&row(4, 3)));
+        assert_eq!(
+            table,
+            BTreeMap::from([
+                (4, (AlertState::Firing, Some(3.0))),
+                (5, (AlertState::Resolved, Some(0.0)))
+            ])
+        );
+        // The same revision again changes nothing.
+        assert!(alerts.on_window(&row(4, 3)).is_empty());
+    }
+
+    #[test]
+    fn a_revision_older_than_the_horizon_makes_no_transition() {
+        let mut alerts = Alerts::new(&[rule(1)], DAY).unwrap();
+        for day in 1..=10 {
+            alerts.on_window(&row(day, 0));
+        }
+        // Kept: the horizon, the window and the streak (1 + 1 + 1 days) before day 10.
+        assert!(alerts.on_window(&row(6, 3)).is_empty());
+        assert_eq!(
+            alerts.on_window(&row(7, 3)).len(),
+            2,
+            "fires at 7, resolves at 8"
+        );
+        let saved = alerts.take_changed();
+        assert_eq!(saved[0].breaches.first().map(|b| b.0), Some(day_us(7)));
+    }
+
+    fn day_us(day: u32) -> i64 {
+        row(day, 0).window.start.and_utc().timestamp_micros()
+    }
+
+    proptest::proptest! {
+        /// Whatever earlier revisions came, in whatever order, the table ends as a clean run
+        /// over the windows' final revisions leaves it.
+        #[test]
+        fn the_table_follows_the_final_revisions(
+            finals in proptest::collection::vec(0u32..4, 1..12),
+            earlier in proptest::collection::vec((0usize..12, 0u32..4, 0usize..1000), 0..24),
+            for_windows in 1u32..4,
+        ) {
+            let mut rule = rule(for_windows);
+            rule.threshold = 2.0;
+            let mut clean = Alerts::new(&[rule.clone()], 30 * DAY).unwrap();
+            let mut expected = BTreeMap::new();
+            for (i, drifted) in finals.iter().enumerate() {
+                apply(&mut expected, clean.on_window(&row(i as u32 + 1, *drifted)));
+            }
+            // The finals in window order, each earlier revision somewhere before its final.
+            let mut emitted: Vec<(u32, u32)> =
+                finals.iter().enumerate().map(|(i, d)| (i as u32 + 1, *d)).collect();
+            for (index, drifted, place) in earlier {
+                let day = (index % finals.len()) as u32 + 1;
+                let final_at = emitted.iter().rposition(|(d, _)| *d == day).unwrap();
+                emitted.insert(place * final_at / 1000, (day, drifted));
+            }
+            let mut revised = Alerts::new(&[rule], 30 * DAY).unwrap();
+            let mut table = BTreeMap::new();
+            for (day, drifted) in emitted {
+                apply(&mut table, revised.on_window(&row(day, drifted)));
+            }
+            proptest::prop_assert_eq!(table, expected);
+        }
     }
 
     #[test]
     fn bad_rules_are_rejected_with_the_reason() {
         let mut unknown = rule(1);
         unknown.metric = "accuracy".into();
-        assert!(Alerts::new(&[unknown])
+        assert!(Alerts::new(&[unknown], DAY)
             .unwrap_err()
             .to_string()
             .contains("unknown metric"));
         let mut op = rule(1);
         op.op = "=".into();
-        assert!(Alerts::new(&[op]).unwrap_err().to_string().contains("op"));
-        assert!(Alerts::new(&[rule(0)]).is_err());
+        assert!(Alerts::new(&[op], DAY)
+            .unwrap_err()
+            .to_string()
+            .contains("op"));
+        assert!(Alerts::new(&[rule(0)], DAY).is_err());
         let err = check_windows(&[rule(1)], &["1h".to_owned()]).unwrap_err();
         assert!(
             err.to_string().contains("not one of the monitor's windows"),

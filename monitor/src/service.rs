@@ -84,7 +84,7 @@ pub(crate) async fn prepare_drift(resolved: &Resolved, update_horizon: &str) -> 
         SegmentReference::from_parquet(&resolved.reference, &mapping, &reference, &mut segmenters)
             .await?;
     check_windows(&resolved.alerts, &resolved.windows)?;
-    let alerts = Alerts::new(&resolved.alerts)?;
+    let alerts = Alerts::new(&resolved.alerts, horizon)?;
     Ok(DriftSetup {
         mapping,
         specs,

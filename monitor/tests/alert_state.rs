@@ -10,6 +10,9 @@ use streamwatch_monitor::alert_state::AlertStateTopic;
 use streamwatch_monitor::alerts::Alerts;
 use streamwatch_monitor::outputs::Outputs;
 
+/// The update horizon the rules are kept for (µs).
+const DAY: i64 = 86_400_000_000;
+
 /// A daily window row of February 2022 with `drifted` drifted columns.
 fn row(day: u32, drifted: u32) -> MetricRow {
     let start = parse_timestamp(&format!("2022-02-{day:02}T00:00:00")).unwrap();
@@ -44,7 +47,7 @@ async fn a_restarted_process_goes_on_with_its_groups_streaks() {
     let state = |group: &str| AlertStateTopic::new(&outputs, &topic, group, "taxi").unwrap();
 
     // Nothing saved yet: the topic does not even exist.
-    let mut first = Alerts::new(&rules()).unwrap();
+    let mut first = Alerts::new(&rules(), DAY).unwrap();
     state("group-a").restore(&kafka, &mut first).await.unwrap();
     assert!(first.on_window(&row(1, 3)).is_empty());
     let fired = first.on_window(&row(2, 3));
@@ -53,13 +56,13 @@ async fn a_restarted_process_goes_on_with_its_groups_streaks() {
     state("group-a").save(&mut first).await.unwrap();
     outputs.wait_sent().await.unwrap();
     // Another deployment's state under the same monitor name, saved after.
-    let mut other = Alerts::new(&rules()).unwrap();
+    let mut other = Alerts::new(&rules(), DAY).unwrap();
     other.on_window(&row(2, 0));
     state("group-b").save(&mut other).await.unwrap();
     outputs.wait_sent().await.unwrap();
 
     // Restarted: day 2 is emitted again (no second firing), day 3 resolves the alert.
-    let mut restarted = Alerts::new(&rules()).unwrap();
+    let mut restarted = Alerts::new(&rules(), DAY).unwrap();
     state("group-a")
         .restore(&kafka, &mut restarted)
         .await
@@ -73,7 +76,7 @@ async fn a_restarted_process_goes_on_with_its_groups_streaks() {
     assert_eq!(resolved[0].state, AlertState::Resolved);
 
     // Without the state the same windows fire again: the state is what made the difference.
-    let mut forgetful = Alerts::new(&rules()).unwrap();
+    let mut forgetful = Alerts::new(&rules(), DAY).unwrap();
     state("group-c")
         .restore(&kafka, &mut forgetful)
         .await

@@ -11,7 +11,7 @@ use deadpool_postgres::{
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 use postgres_openssl::MakeTlsConnector;
 use streamwatch_common::events::{
-    AlertEvent, ColumnDrift, FeatureContribution, HealthReport, LateEvents, MetricRow,
+    AlertEvent, AlertState, ColumnDrift, FeatureContribution, HealthReport, LateEvents, MetricRow,
     MetricsRecord, PerformanceReport, PerformanceStats, SegmentDrift, WindowKey,
 };
 use tokio_postgres::config::{Host, SslMode};
@@ -113,6 +113,12 @@ DO UPDATE SET
     value = EXCLUDED.value,
     emitted_at = EXCLUDED.emitted_at,
     stored_at = now()";
+
+/// Removes an alert transition a later revision of its windows retracted.
+const DELETE_ALERT: &str = "\
+DELETE FROM alerts
+WHERE (monitor, window_kind, window_size_seconds, window_step_seconds, window_start, rule)
+    = ($1, $2, $3, $4, $5, $6)";
 
 /// Late events are stored once per event and window shape; a repeated report changes nothing.
 const INSERT_LATE_EVENTS: &str = "\
@@ -763,9 +769,20 @@ impl MetricStore {
         Ok(true)
     }
 
-    /// Stores an alert transition (always applied: a repeated one replaces itself).
+    /// Stores an alert transition, or removes a retracted one (always applied: a repeated
+    /// one replaces itself).
     async fn write_alert(&self, tx: &Transaction<'_>, alert: &AlertEvent) -> Result<bool> {
         let key = Key::new(&alert.window);
+        if alert.state == AlertState::Retracted {
+            self.execute(
+                tx,
+                DELETE_ALERT,
+                "delete from alerts",
+                &key.params(&[&alert.rule]),
+            )
+            .await?;
+            return Ok(true);
+        }
         self.execute(
             tx,
             UPSERT_ALERT,

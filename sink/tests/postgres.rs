@@ -185,6 +185,58 @@ async fn the_same_row_twice_leaves_one_row() {
 }
 
 #[tokio::test]
+async fn a_retracted_alert_transition_removes_only_its_row() {
+    let db = test_db!("a_retracted_alert_transition_removes_only_its_row");
+    let alert = |day: &str, rule: &str, state: AlertState, value: f64| {
+        MetricsRecord::Alert(AlertEvent {
+            rule: rule.into(),
+            metric: "prediction_drift".into(),
+            op: ">=".into(),
+            threshold: 0.1,
+            for_windows: 1,
+            window: daily_row(day, 1, value).window,
+            state,
+            value: Some(value),
+            emitted_at: Utc::now(),
+        })
+    };
+    db.store
+        .write(&[
+            alert("2022-02-02", "drift", AlertState::Firing, 0.15),
+            alert("2022-02-03", "drift", AlertState::Resolved, 0.05),
+            alert("2022-02-02", "other", AlertState::Firing, 0.15),
+        ])
+        .await
+        .unwrap();
+    // A later revision of Feb 2 keeps the rule below its threshold: both transitions go, in
+    // one batch with the firing they replace (the order on the topic is kept).
+    db.store
+        .write(&[
+            alert("2022-02-02", "drift", AlertState::Firing, 0.16),
+            alert("2022-02-02", "drift", AlertState::Retracted, 0.08),
+            alert("2022-02-03", "drift", AlertState::Retracted, 0.05),
+        ])
+        .await
+        .unwrap();
+    let client = db.client().await;
+    let left: Vec<(String, String)> = client
+        .query("SELECT rule, state FROM alerts ORDER BY rule", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(left, [("other".to_owned(), "firing".to_owned())]);
+    // A retraction of a row not stored (a redelivery) is harmless.
+    db.store
+        .write(&[alert("2022-02-02", "drift", AlertState::Retracted, 0.08)])
+        .await
+        .unwrap();
+    assert_eq!(count(&client, "SELECT count(*) FROM alerts").await, 1);
+    db.drop_database().await;
+}
+
+#[tokio::test]
 async fn an_older_revision_never_overwrites_a_newer_one() {
     let db = test_db!("an_older_revision_never_overwrites_a_newer_one");
     let newer = daily_row("2022-02-01", 2, 0.22);
