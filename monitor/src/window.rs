@@ -127,7 +127,9 @@ pub struct MicroBatch {
     indexes: Vec<u32>,
     cell_ends: Vec<usize>,
     cells: Vec<(u32, bool)>,
-    values: Vec<Vec<Option<f64>>>,
+    /// Per counted column, its values, NaN where missing (value counts count NaN as
+    /// missing): the Arrow arrays built from them need no validity bitmap.
+    values: Vec<Vec<f64>>,
     /// Per row, its segment id in each drift dimension (row-major).
     segments: Vec<u32>,
 }
@@ -171,7 +173,7 @@ impl MicroBatch {
         self.cells.extend_from_slice(&event.cells);
         self.cell_ends.push(self.cells.len());
         for (column, value) in self.values.iter_mut().zip(&event.values) {
-            column.push(*value);
+            column.push(value.unwrap_or(f64::NAN));
         }
     }
 
@@ -291,7 +293,7 @@ impl Pane {
                 .entry((dimension, segment))
                 .or_insert_with(|| Pane::new(columns));
             for (counts, values) in sub.columns.iter_mut().zip(&batch.values) {
-                counts.counts_mut().add(values[row]);
+                counts.counts_mut().add(Some(values[row]));
             }
             sub.add_cells(batch.cells_of(row), cell_columns);
             sub.rows += 1;
