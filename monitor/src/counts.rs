@@ -15,23 +15,38 @@ use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, Fields, Float64Type, UInt64Type};
 use datafusion::common::{DataFusionError, ScalarValue};
 use datafusion::logical_expr::{create_udaf, Accumulator, AggregateUDF, Volatility};
-use rustc_hash::FxHashMap;
 use streamwatch_stats::Distribution;
 
 /// Counts of each distinct value of a numeric column, plus the count of missing cells
 /// (null or NaN). `-0.0` is counted as `0.0`, as numpy's `unique` does.
+///
+/// Counting is mostly appending: a value that is not a small integer is pushed unsorted onto
+/// `pending`, and only folded into the sorted `distinct` counts once `pending` outgrows them
+/// (so memory stays within a small multiple of the distinct values). A window's panes are
+/// sorted once when the window is evaluated, which it needs anyway, instead of every cell
+/// paying a hash-table insert (continuous columns such as the prediction are mostly distinct).
 #[derive(Debug, Clone, Default)]
 pub struct ValueCounts {
     /// Counts of the integers `0..small.len()` (below [`SMALL_INTEGERS`]): categorical codes
-    /// and small counts (location ids, passenger counts) are counted without hashing.
+    /// and small counts (location ids, passenger counts) are counted without sorting.
     small: Vec<u64>,
-    /// Counts of every other value, keyed by its bits.
-    counts: FxHashMap<u64, u64>,
+    /// Every other value counted before the last compaction, ascending and distinct, with its
+    /// count. A retraction can leave a zero count; the next compaction drops it.
+    distinct: Vec<(f64, u64)>,
+    /// Other values added since then, one entry per cell, in arrival order.
+    pending: Vec<f64>,
+    /// Other values added with a count since then (merged states), in arrival order.
+    pending_counted: Vec<(f64, u64)>,
     nulls: u64,
 }
 
 /// Integer values below this are counted in [`ValueCounts::small`] (at most 4 KiB a column).
 const SMALL_INTEGERS: usize = 512;
+
+/// Pending values are folded into the distinct counts once there are this many and at least
+/// as many as distinct values: each value is sorted once and merged a logarithmic number of
+/// times. Small in unit tests so that they exercise the folding.
+const MIN_PENDING: usize = if cfg!(test) { 8 } else { 8192 };
 
 /// The slot of `value` in [`ValueCounts::small`], if it is a small non-negative integer
 /// (`-0.0` included: it counts as `0.0`).
@@ -44,20 +59,7 @@ fn small_index(value: f64) -> Option<usize> {
 
 impl PartialEq for ValueCounts {
     fn eq(&self, other: &Self) -> bool {
-        // Slots of `small` past the last non-zero count are not part of the value.
-        let used =
-            |small: &[u64]| small.len() - small.iter().rev().take_while(|c| **c == 0).count();
-        self.nulls == other.nulls
-            && self.counts == other.counts
-            && self.small[..used(&self.small)] == other.small[..used(&other.small)]
-    }
-}
-
-fn key(value: f64) -> u64 {
-    if value == 0.0 {
-        0.0f64.to_bits()
-    } else {
-        value.to_bits()
+        self.nulls == other.nulls && self.sorted_pairs() == other.sorted_pairs()
     }
 }
 
@@ -66,7 +68,10 @@ impl ValueCounts {
     #[inline]
     pub fn add(&mut self, value: Option<f64>) {
         match value {
-            Some(v) if !v.is_nan() => self.add_value(v, 1),
+            Some(v) if !v.is_nan() => {
+                self.add_one(v);
+                self.compact_if_due();
+            }
             _ => self.nulls += 1,
         }
     }
@@ -76,16 +81,21 @@ impl ValueCounts {
         if value.is_nan() {
             self.nulls += count;
         } else if count > 0 {
-            self.add_value(value, count);
+            match small_index(value) {
+                Some(index) => self.add_small(index, count),
+                None => self.pending_counted.push((value + 0.0, count)),
+            }
+            self.compact_if_due();
         }
     }
 
-    /// Adds `count` occurrences of a value that is not NaN.
+    /// Adds one occurrence of a value that is not NaN.
     #[inline]
-    fn add_value(&mut self, value: f64, count: u64) {
+    fn add_one(&mut self, value: f64) {
         match small_index(value) {
-            Some(index) => self.add_small(index, count),
-            None => *self.counts.entry(key(value)).or_insert(0) += count,
+            Some(index) => self.add_small(index, 1),
+            // `+ 0.0` turns `-0.0` into `0.0` and leaves every other value as it is.
+            None => self.pending.push(value + 0.0),
         }
     }
 
@@ -104,23 +114,31 @@ impl ValueCounts {
 
     /// Removes one cell that was added before.
     pub fn retract(&mut self, value: Option<f64>) {
-        match value {
-            Some(v) if !v.is_nan() => {
-                if let Some(index) = small_index(v) {
-                    if let Some(count) = self.small.get_mut(index) {
-                        *count = count.saturating_sub(1);
-                    }
-                    return;
-                }
-                let k = key(v);
-                if let Some(count) = self.counts.get_mut(&k) {
-                    *count -= 1;
-                    if *count == 0 {
-                        self.counts.remove(&k);
-                    }
-                }
+        let Some(v) = value.filter(|v| !v.is_nan()) else {
+            self.nulls = self.nulls.saturating_sub(1);
+            return;
+        };
+        if let Some(index) = small_index(v) {
+            if let Some(count) = self.small.get_mut(index) {
+                *count = count.saturating_sub(1);
             }
-            _ => self.nulls = self.nulls.saturating_sub(1),
+            return;
+        }
+        let v = v + 0.0;
+        if let Ok(at) = self.distinct.binary_search_by(|(d, _)| d.total_cmp(&v)) {
+            if self.distinct[at].1 > 0 {
+                self.distinct[at].1 -= 1;
+                return;
+            }
+        }
+        if let Some(at) = self.pending.iter().position(|p| *p == v) {
+            self.pending.swap_remove(at);
+        } else if let Some(at) = self.pending_counted.iter().position(|(p, _)| *p == v) {
+            let count = &mut self.pending_counted[at].1;
+            *count -= 1;
+            if *count == 0 {
+                self.pending_counted.swap_remove(at);
+            }
         }
     }
 
@@ -131,19 +149,34 @@ impl ValueCounts {
 
     /// Cells with a value (finite or infinite).
     pub fn present(&self) -> u64 {
-        self.small.iter().sum::<u64>() + self.counts.values().sum::<u64>()
+        self.small.iter().sum::<u64>()
+            + self.distinct.iter().map(|(_, c)| c).sum::<u64>()
+            + self.pending.len() as u64
+            + self.pending_counted.iter().map(|(_, c)| c).sum::<u64>()
     }
 
     /// Occurrences of one value.
     pub fn count_of(&self, value: f64) -> u64 {
-        match small_index(value) {
-            Some(index) => self.small.get(index).copied().unwrap_or(0),
-            None => self.counts.get(&key(value)).copied().unwrap_or(0),
+        if let Some(index) = small_index(value) {
+            return self.small.get(index).copied().unwrap_or(0);
         }
+        let value = value + 0.0;
+        let distinct = self
+            .distinct
+            .binary_search_by(|(d, _)| d.total_cmp(&value))
+            .map_or(0, |at| self.distinct[at].1);
+        distinct
+            + self.pending.iter().filter(|p| **p == value).count() as u64
+            + self
+                .pending_counted
+                .iter()
+                .filter(|(p, _)| *p == value)
+                .map(|(_, c)| c)
+                .sum::<u64>()
     }
 
     pub fn has_infinite(&self) -> bool {
-        self.counts.keys().any(|k| f64::from_bits(*k).is_infinite())
+        self.iter().any(|(v, _)| v.is_infinite())
     }
 
     /// The non-missing values as a sorted distribution (infinite values kept).
@@ -151,7 +184,8 @@ impl ValueCounts {
         Distribution::from_counts(self.iter())
     }
 
-    /// Distinct values with their counts, in no particular order.
+    /// Values with their counts, in no particular order; a value may come more than once
+    /// (its counts add up), and never with a zero count.
     pub fn iter(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
         let small = self
             .small
@@ -159,45 +193,78 @@ impl ValueCounts {
             .enumerate()
             .filter(|(_, count)| **count > 0)
             .map(|(index, count)| (index as f64, *count));
-        small.chain(self.counts.iter().map(|(k, c)| (f64::from_bits(*k), *c)))
+        let distinct = self.distinct.iter().copied().filter(|(_, c)| *c > 0);
+        let pending = self.pending.iter().map(|v| (*v, 1));
+        small
+            .chain(distinct)
+            .chain(pending)
+            .chain(self.pending_counted.iter().copied())
+    }
+
+    /// Distinct values ascending, each with its total count.
+    pub fn sorted_pairs(&self) -> Vec<(f64, u64)> {
+        let distribution = self.distribution();
+        distribution
+            .values()
+            .iter()
+            .copied()
+            .zip(distribution.counts().iter().copied())
+            .collect()
     }
 
     /// Adds every cell of a Float64 array.
     pub fn update_array(&mut self, values: &Float64Array) {
-        // Room for every remaining value being new, made at the first value the hash table
-        // takes: growing it once beats rehashing it several times within a batch
-        // (continuous columns such as the prediction are mostly unique), and a column of
-        // small integers never needs it.
-        let mut reserved = false;
-        let len = values.len();
         if values.null_count() == 0 {
-            for (position, v) in values.values().iter().enumerate() {
-                self.add_one(*v, len - position, &mut reserved);
+            self.pending.reserve(values.len());
+            for v in values.values().iter() {
+                if v.is_nan() {
+                    self.nulls += 1;
+                } else {
+                    self.add_one(*v);
+                }
             }
         } else {
-            for (position, v) in values.iter().enumerate() {
+            for v in values.iter() {
                 match v {
-                    Some(v) => self.add_one(v, len - position, &mut reserved),
-                    None => self.nulls += 1,
+                    Some(v) if !v.is_nan() => self.add_one(v),
+                    _ => self.nulls += 1,
                 }
             }
         }
+        self.compact_if_due();
     }
 
-    /// Adds one cell of a batch with `remaining` cells left (this one included).
+    /// Folds the pending values into the distinct counts once they outgrow them.
     #[inline]
-    fn add_one(&mut self, value: f64, remaining: usize, reserved: &mut bool) {
-        if value.is_nan() {
-            self.nulls += 1;
-        } else if let Some(index) = small_index(value) {
-            self.add_small(index, 1);
-        } else {
-            if !*reserved {
-                self.counts.reserve(remaining);
-                *reserved = true;
-            }
-            *self.counts.entry(key(value)).or_insert(0) += 1;
+    fn compact_if_due(&mut self) {
+        let pending = self.pending.len() + self.pending_counted.len();
+        if pending >= MIN_PENDING && pending >= self.distinct.len() {
+            self.compact();
         }
+    }
+
+    /// Sorts the pending values and merges them with the distinct counts.
+    fn compact(&mut self) {
+        self.pending.sort_unstable_by(f64::total_cmp);
+        let mut runs: Vec<(f64, u64)> = Vec::with_capacity(self.pending.len());
+        for v in self.pending.drain(..) {
+            match runs.last_mut() {
+                Some((last, count)) if *last == v => *count += 1,
+                _ => runs.push((v, 1)),
+            }
+        }
+        self.pending_counted
+            .sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+        self.pending_counted.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                kept.1 += later.1;
+            }
+            same
+        });
+        let merged = merge_sorted(&self.distinct, &runs);
+        self.distinct = merge_sorted(&merged, &self.pending_counted);
+        self.pending_counted.clear();
     }
 
     fn retract_array(&mut self, values: &Float64Array) {
@@ -208,7 +275,7 @@ impl ValueCounts {
 
     /// The state as DataFusion scalars: distinct values, their counts, missing cells.
     fn to_scalars(&self) -> [ScalarValue; 3] {
-        let (values, counts): (Vec<f64>, Vec<u64>) = self.iter().unzip();
+        let (values, counts): (Vec<f64>, Vec<u64>) = self.sorted_pairs().into_iter().unzip();
         [
             ScalarValue::List(Arc::new(list_of(Arc::new(Float64Array::from(values))))),
             ScalarValue::List(Arc::new(list_of(Arc::new(UInt64Array::from(counts))))),
@@ -252,6 +319,43 @@ impl ValueCounts {
             .expect("value_counts result has the state's layout");
         out
     }
+
+    /// Bytes held on the heap.
+    fn heap_size(&self) -> usize {
+        self.small.capacity() * 8
+            + self.distinct.capacity() * 16
+            + self.pending.capacity() * 8
+            + self.pending_counted.capacity() * 16
+    }
+}
+
+/// Merges two ascending lists of distinct values with counts into one, adding the counts of
+/// values in both and dropping zero counts.
+fn merge_sorted(a: &[(f64, u64)], b: &[(f64, u64)]) -> Vec<(f64, u64)> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        let (x, y) = (a[i], b[j]);
+        match x.0.total_cmp(&y.0) {
+            std::cmp::Ordering::Less => {
+                out.push(x);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                out.push(y);
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                out.push((x.0, x.1 + y.1));
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out.retain(|(_, c)| *c > 0);
+    out
 }
 
 fn list_of(values: ArrayRef) -> ListArray {
@@ -342,9 +446,7 @@ impl Accumulator for ValueCountsAccumulator {
     }
 
     fn size(&self) -> usize {
-        std::mem::size_of_val(self)
-            + self.counts.small.capacity() * 8
-            + self.counts.counts.capacity() * 24
+        std::mem::size_of_val(self) + self.counts.heap_size()
     }
 }
 
@@ -363,6 +465,10 @@ pub fn value_counts_udaf() -> AggregateUDF {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
     use super::*;
 
     fn array(values: &[Option<f64>]) -> ArrayRef {
@@ -408,7 +514,7 @@ mod tests {
 
     #[test]
     fn small_integers_and_other_values_count_alike() {
-        // Small integers take the array, everything else the hash table; the two must agree
+        // Small integers take the array, everything else the pending list; the two must agree
         // with a plain count of the values, and states equal whatever slots were used.
         let values = [
             0.0, -0.0, 1.0, 1.0, 511.0, 512.0, -1.0, 2.5, 1e300, 3.0, 3.0, 265.0,
@@ -443,6 +549,113 @@ mod tests {
         expected.update_array(&Float64Array::from(without));
         assert_eq!(counts, expected);
         assert_eq!(counts.count_of(511.0), 0);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Add(Option<f64>),
+        AddCount(f64, u64),
+        Array(Vec<Option<f64>>),
+        /// Retracts the value the index picks among those counted so far (or a missing cell).
+        Retract(usize),
+    }
+
+    fn value() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            prop::sample::select(vec![
+                0.0,
+                -0.0,
+                1.0,
+                511.0,
+                512.0,
+                2.5,
+                -3.25,
+                1e300,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                f64::NAN,
+            ]),
+            (-40i32..40).prop_map(|n| f64::from(n) / 4.0),
+        ]
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => prop::option::weighted(0.9, value()).prop_map(Op::Add),
+            1 => (value(), 0u64..4).prop_map(|(v, c)| Op::AddCount(v, c)),
+            2 => prop::collection::vec(prop::option::weighted(0.9, value()), 0..40)
+                .prop_map(Op::Array),
+            2 => any::<usize>().prop_map(Op::Retract),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the mix of appends, folds and retractions, the counts are those of a plain
+        /// multiset of the cells.
+        #[test]
+        fn counts_match_a_plain_multiset(ops in prop::collection::vec(op(), 0..80)) {
+            let mut counts = ValueCounts::default();
+            let mut model: BTreeMap<u64, u64> = BTreeMap::new();
+            let mut nulls = 0u64;
+            let count = |model: &mut BTreeMap<u64, u64>, nulls: &mut u64, v: Option<f64>, n: u64| {
+                match v.filter(|v| !v.is_nan()) {
+                    Some(v) => *model.entry((v + 0.0).to_bits()).or_insert(0) += n,
+                    None => *nulls += n,
+                }
+            };
+            for op in ops {
+                match op {
+                    Op::Add(v) => {
+                        counts.add(v);
+                        count(&mut model, &mut nulls, v, 1);
+                    }
+                    Op::AddCount(v, n) => {
+                        counts.add_count(v, n);
+                        count(&mut model, &mut nulls, Some(v), n);
+                    }
+                    Op::Array(values) => {
+                        counts.update_array(&Float64Array::from(values.clone()));
+                        for v in values {
+                            count(&mut model, &mut nulls, v, 1);
+                        }
+                    }
+                    Op::Retract(pick) => {
+                        let present: Vec<u64> =
+                            model.iter().filter(|(_, c)| **c > 0).map(|(k, _)| *k).collect();
+                        if pick % 5 == 0 || present.is_empty() {
+                            counts.retract(None);
+                            nulls = nulls.saturating_sub(1);
+                        } else {
+                            let key = present[pick % present.len()];
+                            counts.retract(Some(f64::from_bits(key)));
+                            *model.get_mut(&key).unwrap() -= 1;
+                        }
+                    }
+                }
+            }
+            let mut expected: Vec<(f64, u64)> = model
+                .iter()
+                .filter(|(_, c)| **c > 0)
+                .map(|(k, c)| (f64::from_bits(*k), *c))
+                .collect();
+            expected.sort_by(|a, b| a.0.total_cmp(&b.0));
+            prop_assert_eq!(counts.sorted_pairs(), expected.clone());
+            prop_assert_eq!(counts.nulls(), nulls);
+            prop_assert_eq!(counts.present(), expected.iter().map(|(_, c)| c).sum::<u64>());
+            for (v, c) in &expected {
+                prop_assert_eq!(counts.count_of(*v), *c);
+            }
+            prop_assert_eq!(
+                counts.has_infinite(),
+                expected.iter().any(|(v, _)| v.is_infinite())
+            );
+            let mut rebuilt = ValueCounts::default();
+            rebuilt.add_nulls(nulls);
+            for (v, c) in expected.iter().rev() {
+                rebuilt.add_count(*v, *c);
+            }
+            prop_assert_eq!(&rebuilt, &counts);
+        }
     }
 
     #[test]

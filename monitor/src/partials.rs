@@ -185,8 +185,11 @@ impl PaneState {
             .iter()
             .map(|accumulator| {
                 let counts = accumulator.counts();
-                let mut pairs: Vec<(u64, u64)> =
-                    counts.iter().map(|(v, c)| (v.to_bits(), c)).collect();
+                let mut pairs: Vec<(u64, u64)> = counts
+                    .sorted_pairs()
+                    .into_iter()
+                    .map(|(v, c)| (v.to_bits(), c))
+                    .collect();
                 pairs.sort_unstable();
                 let (bits, counts_of) = pairs.into_iter().unzip();
                 CountsState {

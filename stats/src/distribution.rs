@@ -79,7 +79,8 @@ impl Distribution {
             .filter(|&(v, c)| c > 0 && !v.is_nan())
             .map(|(v, c)| (v + 0.0, c))
             .collect();
-        pairs.sort_unstable_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(Ordering::Equal));
+        // Without NaN and with `-0.0` as `0.0`, the total order is the numeric order.
+        pairs.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
         let mut values: Vec<f64> = Vec::with_capacity(pairs.len());
         let mut counts: Vec<u64> = Vec::with_capacity(pairs.len());
         for (v, c) in pairs {
