@@ -215,7 +215,6 @@ impl ValueCounts {
     /// Adds every cell of a Float64 array.
     pub fn update_array(&mut self, values: &Float64Array) {
         if values.null_count() == 0 {
-            self.pending.reserve(values.len());
             for v in values.values().iter() {
                 if v.is_nan() {
                     self.nulls += 1;
