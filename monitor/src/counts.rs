@@ -244,26 +244,14 @@ impl ValueCounts {
 
     /// Sorts the pending values and merges them with the distinct counts.
     fn compact(&mut self) {
+        // The single cells sort as plain floats, which is faster than sorting pairs.
         self.pending.sort_unstable_by(f64::total_cmp);
-        let mut runs: Vec<(f64, u64)> = Vec::with_capacity(self.pending.len());
-        for v in self.pending.drain(..) {
-            match runs.last_mut() {
-                Some((last, count)) if *last == v => *count += 1,
-                _ => runs.push((v, 1)),
-            }
-        }
+        let runs = coalesce(self.pending.drain(..).map(|v| (v, 1)));
         self.pending_counted
             .sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
-        self.pending_counted.dedup_by(|later, kept| {
-            let same = later.0 == kept.0;
-            if same {
-                kept.1 += later.1;
-            }
-            same
-        });
+        let counted = coalesce(self.pending_counted.drain(..));
         let merged = merge_sorted(&self.distinct, &runs);
-        self.distinct = merge_sorted(&merged, &self.pending_counted);
-        self.pending_counted.clear();
+        self.distinct = merge_sorted(&merged, &counted);
     }
 
     fn retract_array(&mut self, values: &Float64Array) {
@@ -326,6 +314,18 @@ impl ValueCounts {
             + self.pending.capacity() * 8
             + self.pending_counted.capacity() * 16
     }
+}
+
+/// Ascending values with counts, each value once with its counts added up.
+fn coalesce(sorted: impl Iterator<Item = (f64, u64)>) -> Vec<(f64, u64)> {
+    let mut out: Vec<(f64, u64)> = Vec::with_capacity(sorted.size_hint().0);
+    for (value, count) in sorted {
+        match out.last_mut() {
+            Some((last, total)) if *last == value => *total += count,
+            _ => out.push((value, count)),
+        }
+    }
+    out
 }
 
 /// Merges two ascending lists of distinct values with counts into one, adding the counts of
