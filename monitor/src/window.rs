@@ -125,8 +125,14 @@ pub struct MicroBatch {
     offsets: Vec<i64>,
     /// Each event's place among the events of its message (0 unless the message is a batch).
     indexes: Vec<u32>,
-    cell_ends: Vec<usize>,
-    cells: Vec<(u32, bool)>,
+    /// Per row, the index of its cells (column id, missing) in `shapes`: events mostly
+    /// carry the same fields, so a run of rows with one shape is counted once.
+    row_shapes: Vec<u32>,
+    /// The distinct cell lists of this batch's rows, and where each is in `shapes`.
+    shapes: Vec<Box<[(u32, bool)]>>,
+    shape_ids: FxHashMap<Box<[(u32, bool)]>, u32>,
+    /// One more than the highest column id of any cell in the batch.
+    cell_columns: usize,
     /// Per counted column, its values, NaN where missing (value counts count NaN as
     /// missing): the Arrow arrays built from them need no validity bitmap.
     values: Vec<Vec<f64>>,
@@ -170,8 +176,8 @@ impl MicroBatch {
         self.partitions.push(partition);
         self.offsets.push(offset);
         self.indexes.push(0);
-        self.cells.extend_from_slice(&event.cells);
-        self.cell_ends.push(self.cells.len());
+        let shape = self.shape_of_cells(&event.cells);
+        self.row_shapes.push(shape);
         for (column, value) in self.values.iter_mut().zip(&event.values) {
             column.push(value.unwrap_or(f64::NAN));
         }
@@ -191,24 +197,42 @@ impl MicroBatch {
         self.partitions.clear();
         self.offsets.clear();
         self.indexes.clear();
-        self.cell_ends.clear();
-        self.cells.clear();
+        self.row_shapes.clear();
+        self.shapes.clear();
+        self.shape_ids.clear();
+        self.cell_columns = 0;
         self.values.iter_mut().for_each(Vec::clear);
         self.segments.clear();
     }
 
-    fn cells_of(&self, row: usize) -> &[(u32, bool)] {
-        self.cells_of_rows(row, row + 1)
+    /// The shape id of a row with `cells`, added if the batch has not seen it yet.
+    fn shape_of_cells(&mut self, cells: &[(u32, bool)]) -> u32 {
+        if let Some(&last) = self.row_shapes.last() {
+            if *self.shapes[last as usize] == *cells {
+                return last;
+            }
+        }
+        if let Some(&known) = self.shape_ids.get(cells) {
+            return known;
+        }
+        let id = self.shapes.len() as u32;
+        self.shapes.push(cells.into());
+        self.shape_ids.insert(cells.into(), id);
+        if let Some(highest) = cells.iter().map(|&(column, _)| column as usize + 1).max() {
+            self.cell_columns = self.cell_columns.max(highest);
+        }
+        id
     }
 
-    /// The cells of rows `start..end`, which lie next to each other.
-    fn cells_of_rows(&self, start: usize, end: usize) -> &[(u32, bool)] {
-        let first = if start == 0 {
-            0
-        } else {
-            self.cell_ends[start - 1]
-        };
-        &self.cells[first..self.cell_ends[end - 1]]
+    fn cells_of(&self, row: usize) -> &[(u32, bool)] {
+        &self.shapes[self.row_shapes[row] as usize]
+    }
+
+    /// The rows `start..end` as runs of one shape: (its cells, rows in the run).
+    fn cell_runs(&self, start: usize, end: usize) -> impl Iterator<Item = (&[(u32, bool)], u64)> {
+        self.row_shapes[start..end]
+            .chunk_by(|a, b| a == b)
+            .map(|run| (&*self.shapes[run[0] as usize], run.len() as u64))
     }
 }
 
@@ -240,13 +264,13 @@ impl Pane {
         }
     }
 
-    /// Counts cells of any number of rows whose column ids are below `columns`: the column
-    /// table grows once, then each cell is two stores.
-    fn add_cells(&mut self, cells: &[(u32, bool)], columns: usize) {
+    /// Counts the cells of `rows` rows that all have `cells`, whose column ids are below
+    /// `columns`: the column table grows once, then each cell is two stores.
+    fn add_cells(&mut self, cells: &[(u32, bool)], rows: u64, columns: usize) {
         self.ensure_columns(columns);
         for &(id, missing) in cells {
             self.seen[id as usize] = true;
-            self.present[id as usize] += u64::from(!missing);
+            self.present[id as usize] += if missing { 0 } else { rows };
         }
     }
 
@@ -295,7 +319,7 @@ impl Pane {
             for (counts, values) in sub.columns.iter_mut().zip(&batch.values) {
                 counts.counts_mut().add(Some(values[row]));
             }
-            sub.add_cells(batch.cells_of(row), cell_columns);
+            sub.add_cells(batch.cells_of(row), 1, cell_columns);
             sub.rows += 1;
         }
     }
@@ -574,12 +598,7 @@ impl WindowOperator {
         debug_assert_eq!(batch.segments.len(), batch.len() * self.segment_dimensions);
         let horizon = self.horizon_us;
         let dimensions = self.segment_dimensions;
-        let cell_columns = batch
-            .cells
-            .iter()
-            .map(|&(id, _)| id as usize + 1)
-            .max()
-            .unwrap_or(0);
+        let cell_columns = batch.cell_columns;
         for state in &mut self.specs {
             let spec = state.spec;
             let mut row = 0;
@@ -615,7 +634,9 @@ impl WindowOperator {
                         .update_batch(&[array.slice(row, end - row)])
                         .expect("value_counts accepts Float64 arrays");
                 }
-                pane.add_cells(batch.cells_of_rows(row, end), cell_columns);
+                for (cells, rows) in batch.cell_runs(row, end) {
+                    pane.add_cells(cells, rows, cell_columns);
+                }
                 if let Some(&latest) = batch.published_ms[row..end].iter().max() {
                     pane.max_published_ms = pane.max_published_ms.max(latest);
                 }
