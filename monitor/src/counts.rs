@@ -245,7 +245,7 @@ impl ValueCounts {
     /// Sorts the pending values and merges them with the distinct counts.
     fn compact(&mut self) {
         // The single cells sort as plain floats, which is faster than sorting pairs.
-        self.pending.sort_unstable_by(f64::total_cmp);
+        streamwatch_stats::sort_total(&mut self.pending);
         let runs = coalesce(self.pending.drain(..).map(|v| (v, 1)));
         self.pending_counted
             .sort_unstable_by(|a, b| a.0.total_cmp(&b.0));

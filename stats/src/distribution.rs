@@ -29,6 +29,39 @@ pub enum DistributionError {
     },
 }
 
+/// The bits of `value` as an integer that orders like [`f64::total_cmp`]: with `-0.0`
+/// written as `0.0` and without NaN, that is the numeric order.
+#[inline]
+fn order_key(value: f64) -> u64 {
+    let bits = value.to_bits();
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | 1 << 63
+    }
+}
+
+/// The value whose [`order_key`] is `key`.
+#[inline]
+fn from_order_key(key: u64) -> f64 {
+    f64::from_bits(if key >> 63 == 1 {
+        key & !(1 << 63)
+    } else {
+        !key
+    })
+}
+
+/// Sorts floats in [`f64::total_cmp`] order, by integer comparisons in place.
+pub fn sort_total(values: &mut [f64]) {
+    for value in values.iter_mut() {
+        *value = f64::from_bits(order_key(*value));
+    }
+    values.sort_unstable_by_key(|value| value.to_bits());
+    for value in values.iter_mut() {
+        *value = from_order_key(value.to_bits());
+    }
+}
+
 /// A sample as its sorted distinct values (never NaN; ±inf allowed) and their counts.
 ///
 /// This is the exact, mergeable representation the monitor keeps per column and
@@ -74,22 +107,23 @@ impl Distribution {
     /// zero counts are dropped and **NaN values are skipped**, matching the
     /// `dropna()` Evidently applies before every test.
     pub fn from_counts(pairs: impl IntoIterator<Item = (f64, u64)>) -> Self {
-        let mut pairs: Vec<(f64, u64)> = pairs
+        // Sorted by integer keys: comparing integers is cheaper than `f64::total_cmp`.
+        let mut pairs: Vec<(u64, u64)> = pairs
             .into_iter()
             .filter(|&(v, c)| c > 0 && !v.is_nan())
-            .map(|(v, c)| (v + 0.0, c))
+            .map(|(v, c)| (order_key(v + 0.0), c))
             .collect();
-        // Without NaN and with `-0.0` as `0.0`, the total order is the numeric order.
-        pairs.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+        pairs.sort_unstable_by_key(|&(key, _)| key);
         let mut values: Vec<f64> = Vec::with_capacity(pairs.len());
         let mut counts: Vec<u64> = Vec::with_capacity(pairs.len());
-        for (v, c) in pairs {
-            match values.last() {
-                Some(&last) if last == v => *counts.last_mut().expect("same length") += c,
-                _ => {
-                    values.push(v);
-                    counts.push(c);
-                }
+        let mut last_key = None;
+        for (key, c) in pairs {
+            if last_key == Some(key) {
+                *counts.last_mut().expect("same length") += c;
+            } else {
+                values.push(from_order_key(key));
+                counts.push(c);
+                last_key = Some(key);
             }
         }
         Self::from_parts(values, counts)
@@ -438,6 +472,34 @@ pub fn distinct_union(a: &Distribution, b: &Distribution) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integer_keys_sort_like_total_cmp() {
+        let mut values = vec![
+            3.5,
+            -0.0,
+            f64::NAN,
+            0.0,
+            f64::NEG_INFINITY,
+            -1e-310,
+            1e-310,
+            -2.25,
+            f64::INFINITY,
+            f64::MAX,
+            -f64::NAN,
+            f64::MIN,
+            7.0,
+            -2.25,
+        ];
+        for &value in &values {
+            assert_eq!(from_order_key(order_key(value)).to_bits(), value.to_bits());
+        }
+        let mut expected = values.clone();
+        expected.sort_by(f64::total_cmp);
+        sort_total(&mut values);
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&values), bits(&expected));
+    }
 
     #[test]
     fn from_counts_sorts_merges_and_skips() {
