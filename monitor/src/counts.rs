@@ -181,12 +181,22 @@ impl ValueCounts {
 
     /// The non-missing values as a sorted distribution (infinite values kept).
     pub fn distribution(&self) -> Distribution {
-        Distribution::from_counts(self.iter())
+        Distribution::from_singles_and_counts(self.pending.iter().copied(), self.counted())
     }
 
     /// Values with their counts, in no particular order; a value may come more than once
     /// (its counts add up), and never with a zero count.
     pub fn iter(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
+        self.counted().chain(self.pending.iter().map(|v| (*v, 1)))
+    }
+
+    /// Values added one at a time and not yet folded (each counts once), in arrival order.
+    pub fn pending_singles(&self) -> &[f64] {
+        &self.pending
+    }
+
+    /// Every other value with its count, as [`iter`](Self::iter) gives them.
+    pub fn counted(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
         let small = self
             .small
             .iter()
@@ -194,10 +204,8 @@ impl ValueCounts {
             .filter(|(_, count)| **count > 0)
             .map(|(index, count)| (index as f64, *count));
         let distinct = self.distinct.iter().copied().filter(|(_, c)| *c > 0);
-        let pending = self.pending.iter().map(|v| (*v, 1));
         small
             .chain(distinct)
-            .chain(pending)
             .chain(self.pending_counted.iter().copied())
     }
 

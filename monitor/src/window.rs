@@ -835,6 +835,7 @@ fn merge_panes<'a>(panes: impl Iterator<Item = &'a Pane>, columns: usize) -> Win
     let mut rows = 0u64;
     let mut seen: Vec<bool> = Vec::new();
     let mut present: Vec<u64> = Vec::new();
+    let mut singles: Vec<Vec<f64>> = vec![Vec::new(); columns];
     let mut pairs: Vec<Vec<(f64, u64)>> = vec![Vec::new(); columns];
     let mut nulls = vec![0u64; columns];
     for pane in panes {
@@ -849,7 +850,8 @@ fn merge_panes<'a>(panes: impl Iterator<Item = &'a Pane>, columns: usize) -> Win
         }
         for (column, accumulator) in pane.columns.iter().enumerate() {
             // Concatenated pane counts; the distribution sorts them and adds up duplicates.
-            pairs[column].extend(accumulator.counts().iter());
+            singles[column].extend_from_slice(accumulator.counts().pending_singles());
+            pairs[column].extend(accumulator.counts().counted());
             nulls[column] += accumulator.counts().nulls();
         }
     }
@@ -865,11 +867,12 @@ fn merge_panes<'a>(panes: impl Iterator<Item = &'a Pane>, columns: usize) -> Win
         number_of_columns: number_of_columns as u32,
         number_of_missing_values: rows * number_of_columns - present_cells,
         // Streamed values are JSON numbers, read as floats (pandas' float dtype).
-        columns: pairs
+        columns: singles
             .into_iter()
+            .zip(pairs)
             .zip(nulls)
-            .map(|(pairs, nulls)| ColumnSample {
-                values: Distribution::from_counts(pairs),
+            .map(|((singles, pairs), nulls)| ColumnSample {
+                values: Distribution::from_singles_and_counts(singles, pairs),
                 nulls,
                 integer_dtype: false,
             })

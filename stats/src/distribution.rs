@@ -129,6 +129,51 @@ impl Distribution {
         Self::from_parts(values, counts)
     }
 
+    /// Builds a distribution from single observations and `(value, count)` pairs, each in
+    /// any order, with the rules of [`from_counts`](Self::from_counts). The single values
+    /// sort as 8-byte keys, cheaper than pairs, and the two sorted lists are then merged.
+    pub fn from_singles_and_counts(
+        singles: impl IntoIterator<Item = f64>,
+        pairs: impl IntoIterator<Item = (f64, u64)>,
+    ) -> Self {
+        let mut singles: Vec<u64> = singles
+            .into_iter()
+            .filter(|v| !v.is_nan())
+            .map(|v| order_key(v + 0.0))
+            .collect();
+        singles.sort_unstable();
+        let mut pairs: Vec<(u64, u64)> = pairs
+            .into_iter()
+            .filter(|&(v, c)| c > 0 && !v.is_nan())
+            .map(|(v, c)| (order_key(v + 0.0), c))
+            .collect();
+        // Usually a few ascending runs (small integers, then sorted counts): the stable
+        // sort merges runs in linear time.
+        pairs.sort_by_key(|&(key, _)| key);
+        let (mut values, mut counts) = (Vec::new(), Vec::new());
+        let mut last_key = None;
+        let mut push = |key: u64, count: u64| {
+            if last_key == Some(key) {
+                *counts.last_mut().expect("same length") += count;
+            } else {
+                values.push(from_order_key(key));
+                counts.push(count);
+                last_key = Some(key);
+            }
+        };
+        let (mut i, mut j) = (0, 0);
+        while i < singles.len() || j < pairs.len() {
+            if j == pairs.len() || (i < singles.len() && singles[i] <= pairs[j].0) {
+                push(singles[i], 1);
+                i += 1;
+            } else {
+                push(pairs[j].0, pairs[j].1);
+                j += 1;
+            }
+        }
+        Self::from_parts(values, counts)
+    }
+
     /// Builds a distribution from raw observations; NaN values are skipped.
     pub fn from_values(values: &[f64]) -> Self {
         let mut sorted: Vec<f64> = values
@@ -472,6 +517,33 @@ pub fn distinct_union(a: &Distribution, b: &Distribution) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn singles_and_counts_match_from_counts() {
+        let mut state = 7_u64;
+        let mut next = |below: u64| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) % below
+        };
+        let specials = [f64::NAN, -0.0, 0.0, f64::INFINITY, f64::NEG_INFINITY];
+        let draw = |next: &mut dyn FnMut(u64) -> u64| match next(10) {
+            0 => specials[next(specials.len() as u64) as usize],
+            _ => (next(40) as f64 - 10.0) / 4.0,
+        };
+        for case in 0..200 {
+            let singles: Vec<f64> = (0..next(30)).map(|_| draw(&mut next)).collect();
+            let pairs: Vec<(f64, u64)> =
+                (0..next(30)).map(|_| (draw(&mut next), next(4))).collect();
+            let combined = Distribution::from_counts(
+                singles.iter().map(|&v| (v, 1)).chain(pairs.iter().copied()),
+            );
+            let merged = Distribution::from_singles_and_counts(singles, pairs);
+            assert_eq!(merged, combined, "case {case}");
+            assert_eq!(merged.total(), combined.total(), "case {case}");
+        }
+    }
 
     #[test]
     fn integer_keys_sort_like_total_cmp() {
