@@ -252,14 +252,18 @@ impl ValueCounts {
 
     /// Sorts the pending values and merges them with the distinct counts.
     fn compact(&mut self) {
-        // The single cells sort as plain floats, which is faster than sorting pairs.
-        streamwatch_stats::sort_total(&mut self.pending);
-        let runs = coalesce(self.pending.drain(..).map(|v| (v, 1)));
-        self.pending_counted
-            .sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
-        let counted = coalesce(self.pending_counted.drain(..));
-        let merged = merge_sorted(&self.distinct, &runs);
-        self.distinct = merge_sorted(&merged, &counted);
+        let merged = Distribution::from_singles_and_counts(
+            self.pending.drain(..),
+            self.distinct
+                .drain(..)
+                .chain(self.pending_counted.drain(..)),
+        );
+        self.distinct = merged
+            .values()
+            .iter()
+            .copied()
+            .zip(merged.counts().iter().copied())
+            .collect();
     }
 
     fn retract_array(&mut self, values: &Float64Array) {
@@ -322,47 +326,6 @@ impl ValueCounts {
             + self.pending.capacity() * 8
             + self.pending_counted.capacity() * 16
     }
-}
-
-/// Ascending values with counts, each value once with its counts added up.
-fn coalesce(sorted: impl Iterator<Item = (f64, u64)>) -> Vec<(f64, u64)> {
-    let mut out: Vec<(f64, u64)> = Vec::with_capacity(sorted.size_hint().0);
-    for (value, count) in sorted {
-        match out.last_mut() {
-            Some((last, total)) if *last == value => *total += count,
-            _ => out.push((value, count)),
-        }
-    }
-    out
-}
-
-/// Merges two ascending lists of distinct values with counts into one, adding the counts of
-/// values in both and dropping zero counts.
-fn merge_sorted(a: &[(f64, u64)], b: &[(f64, u64)]) -> Vec<(f64, u64)> {
-    let mut out = Vec::with_capacity(a.len() + b.len());
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        let (x, y) = (a[i], b[j]);
-        match x.0.total_cmp(&y.0) {
-            std::cmp::Ordering::Less => {
-                out.push(x);
-                i += 1;
-            }
-            std::cmp::Ordering::Greater => {
-                out.push(y);
-                j += 1;
-            }
-            std::cmp::Ordering::Equal => {
-                out.push((x.0, x.1 + y.1));
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    out.extend_from_slice(&a[i..]);
-    out.extend_from_slice(&b[j..]);
-    out.retain(|(_, c)| *c > 0);
-    out
 }
 
 fn list_of(values: ArrayRef) -> ListArray {

@@ -51,15 +51,14 @@ fn from_order_key(key: u64) -> f64 {
     })
 }
 
-/// Sorts floats in [`f64::total_cmp`] order, by integer comparisons in place.
-pub fn sort_total(values: &mut [f64]) {
-    for value in values.iter_mut() {
-        *value = f64::from_bits(order_key(*value));
-    }
-    values.sort_unstable_by_key(|value| value.to_bits());
-    for value in values.iter_mut() {
-        *value = from_order_key(value.to_bits());
-    }
+/// `(value, count)` pairs as `(order key, count)`, without NaN values and zero counts, with
+/// `-0.0` as `0.0`.
+fn keyed(pairs: impl IntoIterator<Item = (f64, u64)>) -> Vec<(u64, u64)> {
+    pairs
+        .into_iter()
+        .filter(|&(v, c)| c > 0 && !v.is_nan())
+        .map(|(v, c)| (order_key(v + 0.0), c))
+        .collect()
 }
 
 /// A sample as its sorted distinct values (never NaN; ±inf allowed) and their counts.
@@ -108,25 +107,9 @@ impl Distribution {
     /// `dropna()` Evidently applies before every test.
     pub fn from_counts(pairs: impl IntoIterator<Item = (f64, u64)>) -> Self {
         // Sorted by integer keys: comparing integers is cheaper than `f64::total_cmp`.
-        let mut pairs: Vec<(u64, u64)> = pairs
-            .into_iter()
-            .filter(|&(v, c)| c > 0 && !v.is_nan())
-            .map(|(v, c)| (order_key(v + 0.0), c))
-            .collect();
+        let mut pairs = keyed(pairs);
         pairs.sort_unstable_by_key(|&(key, _)| key);
-        let mut values: Vec<f64> = Vec::with_capacity(pairs.len());
-        let mut counts: Vec<u64> = Vec::with_capacity(pairs.len());
-        let mut last_key = None;
-        for (key, c) in pairs {
-            if last_key == Some(key) {
-                *counts.last_mut().expect("same length") += c;
-            } else {
-                values.push(from_order_key(key));
-                counts.push(c);
-                last_key = Some(key);
-            }
-        }
-        Self::from_parts(values, counts)
+        Self::from_sorted_keys(pairs)
     }
 
     /// Builds a distribution from single observations and `(value, count)` pairs, each in
@@ -142,33 +125,35 @@ impl Distribution {
             .map(|v| order_key(v + 0.0))
             .collect();
         singles.sort_unstable();
-        let mut pairs: Vec<(u64, u64)> = pairs
-            .into_iter()
-            .filter(|&(v, c)| c > 0 && !v.is_nan())
-            .map(|(v, c)| (order_key(v + 0.0), c))
-            .collect();
+        let mut pairs = keyed(pairs);
         // Usually a few ascending runs (small integers, then sorted counts): the stable
         // sort merges runs in linear time.
         pairs.sort_by_key(|&(key, _)| key);
-        let (mut values, mut counts) = (Vec::new(), Vec::new());
+        let (mut singles, mut pairs) =
+            (singles.into_iter().peekable(), pairs.into_iter().peekable());
+        Self::from_sorted_keys(std::iter::from_fn(|| {
+            match (singles.peek(), pairs.peek()) {
+                (Some(&single), Some(&(key, _))) if single <= key => singles.next().map(|s| (s, 1)),
+                (Some(_), None) => singles.next().map(|s| (s, 1)),
+                _ => pairs.next(),
+            }
+        }))
+    }
+
+    /// Builds a distribution from `(order key, count)` pairs in ascending key order, adding
+    /// up the counts of equal keys.
+    fn from_sorted_keys(sorted: impl IntoIterator<Item = (u64, u64)>) -> Self {
+        let sorted = sorted.into_iter();
+        let mut values: Vec<f64> = Vec::with_capacity(sorted.size_hint().0);
+        let mut counts: Vec<u64> = Vec::with_capacity(sorted.size_hint().0);
         let mut last_key = None;
-        let mut push = |key: u64, count: u64| {
+        for (key, count) in sorted {
             if last_key == Some(key) {
                 *counts.last_mut().expect("same length") += count;
             } else {
                 values.push(from_order_key(key));
                 counts.push(count);
                 last_key = Some(key);
-            }
-        };
-        let (mut i, mut j) = (0, 0);
-        while i < singles.len() || j < pairs.len() {
-            if j == pairs.len() || (i < singles.len() && singles[i] <= pairs[j].0) {
-                push(singles[i], 1);
-                i += 1;
-            } else {
-                push(pairs[j].0, pairs[j].1);
-                j += 1;
             }
         }
         Self::from_parts(values, counts)
@@ -568,7 +553,7 @@ mod tests {
         }
         let mut expected = values.clone();
         expected.sort_by(f64::total_cmp);
-        sort_total(&mut values);
+        values.sort_by_key(|&value| order_key(value));
         let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&values), bits(&expected));
     }

@@ -52,7 +52,7 @@ pub use anderson::anderson_ksamp_pvalue;
 pub use binned::{kl_div, psi};
 pub use chisquare::chisquare_pvalue;
 pub use cvm::cramer_von_mises_pvalue;
-pub use distribution::{distinct_union, sort_total, Distribution, DistributionError};
+pub use distribution::{distinct_union, Distribution, DistributionError};
 pub use energy::energy_distance;
 pub use epps::epps_singleton_pvalue;
 pub use error::StatTestError;
