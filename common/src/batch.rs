@@ -34,8 +34,14 @@ pub fn batch_headers() -> OwnedHeaders {
 
 /// The events of a batch's payload, with their index in the batch: its non-blank lines.
 pub fn events(payload: &[u8]) -> impl Iterator<Item = (u32, &[u8])> {
-    payload
-        .split(|b| *b == b'\n')
+    let mut start = 0;
+    memchr::memchr_iter(b'\n', payload)
+        .chain(std::iter::once(payload.len()))
+        .map(move |end| {
+            let line = &payload[start..end];
+            start = end + 1;
+            line
+        })
         .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
         .enumerate()
         .map(|(index, line)| (index as u32, line))
@@ -92,6 +98,12 @@ mod tests {
             super::events(b"\n \n{}\n\n").collect::<Vec<_>>(),
             [(0, &b"{}"[..])]
         );
+        // A last line without its line break, and an empty payload.
+        assert_eq!(
+            super::events(b"{}\n[1]").collect::<Vec<_>>(),
+            [(0, &b"{}"[..]), (1, &b"[1]"[..])]
+        );
+        assert_eq!(super::events(b"").count(), 0);
     }
 
     #[tokio::test]
