@@ -240,14 +240,6 @@ pub async fn scan(
     shutdown: &CancellationToken,
 ) -> Result<Option<Found>> {
     let mut found = Found::new(events.len());
-    let probe = kafka.clone();
-    let name = topic.to_owned();
-    let partitions =
-        tokio::task::spawn_blocking(move || probe.partition_count(&name, probe.connect_timeout()))
-            .await??;
-    if partitions == 0 {
-        return Ok(Some(found));
-    }
     let failed = |source| Error::Resume {
         topic: topic.to_owned(),
         source,
@@ -266,6 +258,28 @@ pub async fn scan(
         // Bounds the messages fetched ahead of the reading (librdkafka's default is 64 MiB).
         .set("queued.max.messages.kbytes", "16384");
     let consumer: StreamConsumer = config.create().map_err(failed)?;
+    // The consumer asks for the topic's metadata itself: besides the partition count, it
+    // learns each partition's leader, without which librdkafka retries the first offset query
+    // of an assigned partition only after a fixed 500 ms.
+    let (name, timeout) = (topic.to_owned(), kafka.connect_timeout());
+    let (consumer, metadata) = tokio::task::spawn_blocking(move || {
+        let metadata = consumer.fetch_metadata(Some(&name), timeout);
+        (consumer, metadata)
+    })
+    .await?;
+    let metadata = metadata.map_err(|source| streamwatch_common::Error::BrokerUnreachable {
+        brokers: kafka.brokers.clone(),
+        source,
+    })?;
+    let partitions = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map_or(0, |t| t.partitions().len());
+    if partitions == 0 {
+        std::thread::spawn(move || drop(consumer));
+        return Ok(Some(found));
+    }
     let mut assignment = TopicPartitionList::new();
     for partition in 0..partitions as i32 {
         assignment
