@@ -11,6 +11,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
+use rdkafka::metadata::Metadata;
 use rdkafka::producer::FutureProducer;
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
@@ -269,12 +270,17 @@ impl KafkaArgs {
                 brokers: self.brokers.clone(),
                 source,
             })?;
-        Ok(metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic && t.error().is_none())
-            .map_or(0, |t| t.partitions().len()))
+        Ok(partitions_in(&metadata, topic))
     }
+}
+
+/// How many partitions `metadata` lists for `topic`: 0 when the broker does not know it.
+pub fn partitions_in(metadata: &Metadata, topic: &str) -> usize {
+    metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map_or(0, |t| t.partitions().len())
 }
 
 /// Stops fetching from the partitions the consumer holds now and from those assigned to it

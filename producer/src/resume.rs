@@ -34,7 +34,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
 use streamwatch_common::events::{format_timestamp, parse_timestamp};
-use streamwatch_common::kafka::KafkaArgs;
+use streamwatch_common::kafka::{partitions_in, KafkaArgs};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
@@ -271,11 +271,7 @@ pub async fn scan(
         brokers: kafka.brokers.clone(),
         source,
     })?;
-    let partitions = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic && t.error().is_none())
-        .map_or(0, |t| t.partitions().len());
+    let partitions = partitions_in(&metadata, topic);
     if partitions == 0 {
         std::thread::spawn(move || drop(consumer));
         return Ok(Some(found));

@@ -12,7 +12,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use streamwatch_common::batch::batch_headers;
 use streamwatch_common::deadletter::{DeadLetters, Origin};
-use streamwatch_common::kafka::StageConsumer;
+use streamwatch_common::kafka::{partitions_in, StageConsumer};
 use streamwatch_common::telemetry::{
     Readiness, EVENTS_IN_TOTAL, EVENTS_OUT_TOTAL, PROCESSING_SECONDS,
 };
@@ -139,13 +139,7 @@ async fn output_partitions(args: &RunArgs, producer: &FutureProducer) -> Result<
             client
                 .client()
                 .fetch_metadata(Some(&topic), timeout)
-                .map(|metadata| {
-                    metadata
-                        .topics()
-                        .iter()
-                        .find(|t| t.name() == topic && t.error().is_none())
-                        .map_or(0, |t| t.partitions().len())
-                })
+                .map(|metadata| partitions_in(&metadata, &topic))
         })
         .await
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
