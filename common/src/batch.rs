@@ -16,10 +16,18 @@ pub const NDJSON: &str = "application/x-ndjson";
 
 /// Whether a message with these headers is a batch of events.
 pub fn is_batch<H: Headers + ?Sized>(headers: Option<&H>) -> bool {
+    has_content_type(headers, NDJSON)
+}
+
+/// Whether the headers hold `content-type: <content_type>`.
+pub(crate) fn has_content_type<H: Headers + ?Sized>(
+    headers: Option<&H>,
+    content_type: &str,
+) -> bool {
     headers.is_some_and(|headers| {
         (0..headers.count()).any(|i| {
             let header = headers.get(i);
-            header.key == CONTENT_TYPE_HEADER && header.value == Some(NDJSON.as_bytes())
+            header.key == CONTENT_TYPE_HEADER && header.value == Some(content_type.as_bytes())
         })
     })
 }

@@ -12,7 +12,7 @@ use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::metadata::Metadata;
-use rdkafka::producer::FutureProducer;
+use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 use serde::Deserialize;
@@ -145,6 +145,16 @@ impl KafkaArgs {
 
     /// A producer that batches for throughput and retries without reordering.
     pub fn producer(&self) -> Result<FutureProducer> {
+        self.producer_config()?
+            .create()
+            .map_err(|source| Error::KafkaClient {
+                what: "producer",
+                source,
+            })
+    }
+
+    /// The settings of [`KafkaArgs::producer`], for a producer with its own context.
+    pub fn producer_config(&self) -> Result<ClientConfig> {
         let mut config = self.client_config()?;
         config
             .set("linger.ms", "5")
@@ -155,10 +165,7 @@ impl KafkaArgs {
             .set("enable.idempotence", "false")
             .set("max.in.flight.requests.per.connection", "1")
             .set("message.timeout.ms", "300000");
-        config.create().map_err(|source| Error::KafkaClient {
-            what: "producer",
-            source,
-        })
+        Ok(config)
     }
 
     /// A consumer for `stage` in `group` subscribed to `topics`; offsets are stored by the
@@ -272,6 +279,24 @@ impl KafkaArgs {
             })?;
         Ok(partitions_in(&metadata, topic))
     }
+}
+
+/// The partition count of `topic` (0 while the broker does not know it), asked over the
+/// producer's own connections, on a blocking thread.
+pub async fn partition_count_of(
+    producer: &FutureProducer,
+    topic: &str,
+    timeout: Duration,
+) -> std::result::Result<usize, KafkaError> {
+    let (client, topic) = (producer.clone(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        client
+            .client()
+            .fetch_metadata(Some(&topic), timeout)
+            .map(|metadata| partitions_in(&metadata, &topic))
+    })
+    .await
+    .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
 }
 
 /// How many partitions `metadata` lists for `topic`: 0 when the broker does not know it.

@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod deadletter;
+pub mod end_of_stream;
 pub mod error;
 pub mod events;
 pub mod kafka;

@@ -164,6 +164,7 @@ pub struct RunArgs {
     /// Wall-clock time after which a partition that is read to its end and delivers nothing
     /// stops holding the watermark back; when all partitions are idle, windows with new
     /// events are emitted early (and again, with a higher revision, if more events come).
+    /// A partition ended by a replay's end-of-stream markers is idle without waiting.
     #[arg(long, env = "MONITOR_IDLE_TIMEOUT", default_value = "5s")]
     pub idle_timeout: String,
 

@@ -12,6 +12,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use rustc_hash::FxHashMap;
 use streamwatch_common::batch::{events as batch_events, is_batch};
 use streamwatch_common::deadletter::{DeadLetters, Origin};
+use streamwatch_common::end_of_stream::{is_end_of_stream, Ends, Marker};
 use streamwatch_common::events::{AlertEvent, MetricsRecord};
 use streamwatch_common::kafka::{KafkaArgs, StageConsumer};
 use streamwatch_common::telemetry::{serve_admin, Readiness, EVENTS_IN_TOTAL, PROCESSING_SECONDS};
@@ -42,6 +43,9 @@ use crate::{MonitorError, Result};
 const SCORED: u8 = 0;
 /// Index of the completions topic.
 const COMPLETIONS: u8 = 1;
+
+/// The dead-letter reason of an end-of-stream marker whose payload cannot be read.
+const MALFORMED_MARKER: &str = "malformed_marker";
 
 /// How long one micro-batch collects events before it is processed.
 const BATCH_LINGER: Duration = Duration::from_millis(50);
@@ -275,6 +279,8 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
         segments,
         watermarks: Watermarks::new(lateness, idle),
         completion_marks: Watermarks::new(lateness, idle),
+        scored_ends: Ends::default(),
+        completion_ends: Ends::default(),
         batch: MicroBatch::default(),
         event: DecodedEvent::default(),
         next_offsets: FxHashMap::default(),
@@ -336,6 +342,9 @@ struct LoopState {
     watermarks: Watermarks,
     /// The completions topic's watermark; performance windows close on the lower of the two.
     completion_marks: Watermarks,
+    /// End-of-stream markers read on the scored topic's partitions, and on the completions'.
+    scored_ends: Ends,
+    completion_ends: Ends,
     batch: MicroBatch,
     event: DecodedEvent,
     segments: DriftSegments,
@@ -354,6 +363,24 @@ struct LoopState {
 }
 
 impl LoopState {
+    /// An end-of-stream marker read at `position`: the partition is idle as soon as it is
+    /// caught up once the markers of every upstream partition are in.
+    fn end_of_stream(&mut self, position: Position, marker: &Marker, topic: &str) {
+        let (ends, marks) = if position.topic == SCORED {
+            (&mut self.scored_ends, &mut self.watermarks)
+        } else {
+            (&mut self.completion_ends, &mut self.completion_marks)
+        };
+        if ends.record(position.partition, marker) {
+            marks.end_of_stream(position.partition, Instant::now());
+            tracing::info!(
+                topic,
+                partition = position.partition,
+                "end of stream: the partition is idle once read to its end"
+            );
+        }
+    }
+
     /// Whether completions are read: by the single instance's join or the workers'
     /// per-partition ones.
     fn joins_completions(&self) -> bool {
@@ -536,6 +563,22 @@ async fn consume(
                 partition,
                 offset,
             };
+            if is_end_of_stream(message.headers()) {
+                match Marker::parse(payload) {
+                    Ok(marker) => state.end_of_stream(position, &marker, message.topic()),
+                    Err(reason) => {
+                        state.health.event_failed();
+                        pending_dead_letters.push(dead_letters.enqueue(
+                            MALFORMED_MARKER,
+                            &reason,
+                            Some(origin),
+                            message.key(),
+                            payload,
+                        )?);
+                    }
+                }
+                continue;
+            }
             if topic == SCORED && is_batch(message.headers()) {
                 let published_ms = message.timestamp().to_millis();
                 let now = Instant::now();
@@ -1087,11 +1130,16 @@ fn track_assignment(consumer: &StageConsumer, args: &RunArgs, state: &mut LoopSt
         return;
     }
     let now = Instant::now();
-    for (topic, marks) in [
-        (args.windowed.input_topic.as_str(), &mut state.watermarks),
+    for (topic, marks, ends) in [
+        (
+            args.windowed.input_topic.as_str(),
+            &mut state.watermarks,
+            &mut state.scored_ends,
+        ),
         (
             args.performance.completions_topic.as_str(),
             &mut state.completion_marks,
+            &mut state.completion_ends,
         ),
     ] {
         let owned: Vec<i32> = elements
@@ -1103,6 +1151,7 @@ fn track_assignment(consumer: &StageConsumer, args: &RunArgs, state: &mut LoopSt
             marks.assign(*partition, now);
         }
         marks.retain_partitions(|p| owned.contains(&p));
+        ends.retain_partitions(|p| owned.contains(&p));
     }
     if let Some(partitioned) = &mut state.partitioned {
         let owned: Vec<i32> = elements

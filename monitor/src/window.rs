@@ -359,6 +359,8 @@ struct PartitionClock {
     last_seen: Instant,
     /// The consumer has read everything the partition holds (partition EOF).
     caught_up: bool,
+    /// An end-of-stream marker ended the partition after its last event.
+    ended: bool,
 }
 
 /// Tracks the watermark: the minimum over active partitions of (highest event time seen
@@ -368,8 +370,9 @@ struct PartitionClock {
 /// caught up with it *and* it delivered nothing for the idle timeout: a partition with a
 /// backlog is never idle, however long the consumer is busy elsewhere. While other
 /// partitions of the topic are delivering, a caught-up partition needs ten idle timeouts of
-/// silence (an upstream stage fills its partitions one after the other). An assigned
-/// partition that has delivered nothing yet holds the watermark at its start.
+/// silence (an upstream stage fills its partitions one after the other). A caught-up
+/// partition that an end-of-stream marker ended is idle at once. An assigned partition that
+/// has delivered nothing yet holds the watermark at its start.
 /// Partitions are keyed by `K`: the partition number, or (topic, partition) for a monitor
 /// reading several topics.
 #[derive(Debug)]
@@ -408,6 +411,7 @@ impl<K: Copy + Eq + std::hash::Hash> Watermarks<K> {
             max_time_us: i64::MIN,
             last_seen: now,
             caught_up: false,
+            ended: false,
         });
     }
 
@@ -417,6 +421,7 @@ impl<K: Copy + Eq + std::hash::Hash> Watermarks<K> {
         clock.max_time_us = clock.max_time_us.max(time_us);
         clock.last_seen = now;
         clock.caught_up = false;
+        clock.ended = false;
         if self
             .last_activity
             .is_none_or(|at| now.duration_since(at) >= self.idle_timeout)
@@ -431,6 +436,15 @@ impl<K: Copy + Eq + std::hash::Hash> Watermarks<K> {
         self.assign(partition, now);
         if let Some(clock) = self.partitions.get_mut(&partition) {
             clock.caught_up = true;
+        }
+    }
+
+    /// An end-of-stream marker ended the partition (`streamwatch_common::end_of_stream`):
+    /// once caught up it is idle at once, without the idle timeout. Its next event undoes it.
+    pub fn end_of_stream(&mut self, partition: K, now: Instant) {
+        self.assign(partition, now);
+        if let Some(clock) = self.partitions.get_mut(&partition) {
+            clock.ended = true;
         }
     }
 
@@ -450,8 +464,10 @@ impl<K: Copy + Eq + std::hash::Hash> Watermarks<K> {
             None => silent,
         };
         clock.caught_up
-            && silent >= self.idle_timeout
-            && (topic_quiet || silent_while_busy >= self.idle_timeout * BUSY_TOPIC_IDLE_FACTOR)
+            && (clock.ended
+                || silent >= self.idle_timeout
+                    && (topic_quiet
+                        || silent_while_busy >= self.idle_timeout * BUSY_TOPIC_IDLE_FACTOR))
     }
 
     /// Recomputes the watermark from the partitions that are not idle.
@@ -1135,5 +1151,32 @@ mod tests {
         w.reached_end(0, later(81));
         w.reached_end(3, later(81));
         assert!(w.all_idle(later(90)));
+    }
+
+    #[test]
+    fn an_ended_partition_is_idle_once_caught_up_until_its_next_event() {
+        let start = Instant::now();
+        let later = |s: u64| start + Duration::from_secs(s);
+        let mut w = Watermarks::new(10, Duration::from_secs(60));
+        w.observe(0, 1_000, start);
+        w.observe(1, 500, start);
+        // Ended while the consumer still has some of it to read: not idle yet.
+        w.end_of_stream(1, later(1));
+        assert_eq!(w.advance(later(1)), 490);
+        assert!(!w.is_partition_idle(1, later(1)));
+        // Caught up: idle at once, though the topic is busy and the idle timeout far away.
+        w.reached_end(1, later(1));
+        assert!(w.is_partition_idle(1, later(1)));
+        assert_eq!(w.advance(later(1)), 990);
+        assert!(!w.all_idle(later(1)), "partition 0 has not ended");
+        w.end_of_stream(0, later(2));
+        w.reached_end(0, later(2));
+        assert!(w.all_idle(later(2)));
+        // A later event reopens the partition: the timeout rules apply again.
+        w.observe(1, 2_000, later(3));
+        w.reached_end(1, later(3));
+        assert!(!w.is_partition_idle(1, later(4)));
+        assert!(!w.all_idle(later(4)));
+        assert!(w.is_partition_idle(1, later(63)));
     }
 }

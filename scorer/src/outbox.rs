@@ -56,6 +56,11 @@ impl Outbox {
         }
     }
 
+    /// The output topic's partition count.
+    pub fn partitions(&self) -> usize {
+        self.open.len()
+    }
+
     /// Events waiting in open batches.
     pub fn waiting(&self) -> usize {
         self.waiting

@@ -9,10 +9,13 @@ use metrics::{Counter, Gauge, Histogram};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use streamwatch_common::batch::batch_headers;
 use streamwatch_common::deadletter::{DeadLetters, Origin};
-use streamwatch_common::kafka::{partitions_in, StageConsumer};
+use streamwatch_common::end_of_stream::{
+    delivered, is_end_of_stream, queue_markers, Marker, Upstream,
+};
+use streamwatch_common::kafka::{partition_count_of, StageConsumer};
 use streamwatch_common::telemetry::{
     Readiness, EVENTS_IN_TOTAL, EVENTS_OUT_TOTAL, PROCESSING_SECONDS,
 };
@@ -27,6 +30,8 @@ use crate::{Error, Result};
 
 /// The stage name in metrics labels and dead-letter headers.
 pub const STAGE: &str = "scorer";
+/// The dead-letter reason of an end-of-stream marker whose payload cannot be read.
+const MALFORMED_MARKER: &str = "malformed_marker";
 
 /// What a run did, counted when the broker acknowledged each output.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -127,26 +132,15 @@ pub async fn run(
 /// The output topic's partition count, which places the batches (the topic is created with
 /// the broker's defaults when it does not exist and the broker allows that).
 async fn output_partitions(args: &RunArgs, producer: &FutureProducer) -> Result<usize> {
-    let (client, topic, timeout) = (
-        producer.clone(),
-        args.output_topic.clone(),
-        args.kafka.connect_timeout(),
-    );
+    let (topic, timeout) = (&args.output_topic, args.kafka.connect_timeout());
     let deadline = Instant::now() + timeout;
     loop {
-        let (client, topic) = (client.clone(), topic.clone());
-        let found = tokio::task::spawn_blocking(move || {
-            client
-                .client()
-                .fetch_metadata(Some(&topic), timeout)
-                .map(|metadata| partitions_in(&metadata, &topic))
-        })
-        .await
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
-        .map_err(|source| Error::Produce {
-            topic: args.output_topic.clone(),
-            source,
-        })?;
+        let found = partition_count_of(producer, topic, timeout)
+            .await
+            .map_err(|source| Error::Produce {
+                topic: topic.clone(),
+                source,
+            })?;
         if found > 0 {
             return Ok(found);
         }
@@ -172,6 +166,8 @@ enum Outcome {
         result: Result<(), KafkaError>,
     },
     DeadLettered(streamwatch_common::Result<()>),
+    /// An end-of-stream marker forwarded to every output partition.
+    EndForwarded(Result<(), KafkaError>),
 }
 
 struct Metrics {
@@ -258,8 +254,10 @@ impl Stage<'_> {
         consumer: &StageConsumer,
         message: &BorrowedMessage<'_>,
     ) -> Result<()> {
-        let args = self.args;
         let (partition, offset) = (message.partition(), message.offset());
+        if is_end_of_stream(message.headers()) {
+            return self.forward_end(consumer, message).await;
+        }
         let payload = message.payload().unwrap_or_default();
         self.metrics.events_in.increment(1);
         self.summary.events_in += 1;
@@ -287,29 +285,100 @@ impl Stage<'_> {
                 let kind = rejection.kind();
                 metrics::counter!("streamwatch_events_failed_total", "stage" => STAGE, "reason" => kind)
                     .increment(1);
-                let dead_letters = self.dead_letters.clone();
-                let topic = args.input_topic.clone();
-                let key = message.key().map(<[u8]>::to_vec);
-                let payload = payload.to_vec();
-                let reason = rejection.to_string();
-                self.in_flight.push(Box::pin(async move {
-                    let origin = Origin {
-                        topic: &topic,
-                        partition,
-                        offset,
-                    };
-                    let result = dead_letters
-                        .send(kind, &reason, Some(origin), key.as_deref(), &payload)
-                        .await;
-                    Completion {
-                        sources: vec![(partition, offset)],
-                        outcome: Outcome::DeadLettered(result),
-                    }
-                }));
-                self.in_flight_events += 1;
+                self.dead_letter(message, kind, rejection.to_string());
             }
         }
         self.metrics.in_flight.set(self.in_flight_events as f64);
+        Ok(())
+    }
+
+    /// Sends a rejected message to the dead-letter topic; its offset is stored once the
+    /// letter is acknowledged.
+    fn dead_letter(&mut self, message: &BorrowedMessage<'_>, kind: &'static str, reason: String) {
+        let dead_letters = self.dead_letters.clone();
+        let topic = self.args.input_topic.clone();
+        let (partition, offset) = (message.partition(), message.offset());
+        let key = message.key().map(<[u8]>::to_vec);
+        let payload = message.payload().unwrap_or_default().to_vec();
+        self.in_flight.push(Box::pin(async move {
+            let origin = Origin {
+                topic: &topic,
+                partition,
+                offset,
+            };
+            let result = dead_letters
+                .send(kind, &reason, Some(origin), key.as_deref(), &payload)
+                .await;
+            Completion {
+                sources: vec![(partition, offset)],
+                outcome: Outcome::DeadLettered(result),
+            }
+        }));
+        self.in_flight_events += 1;
+    }
+
+    /// An end-of-stream marker on an input partition: the open batches go first (they may
+    /// hold that partition's last events), then a marker naming the partition to every
+    /// output partition. Its offset is stored once all of those are acknowledged.
+    async fn forward_end(
+        &mut self,
+        consumer: &StageConsumer,
+        message: &BorrowedMessage<'_>,
+    ) -> Result<()> {
+        let args = self.args;
+        let (partition, offset) = (message.partition(), message.offset());
+        self.tracker.start(partition, offset);
+        if let Err(reason) = Marker::parse(message.payload().unwrap_or_default()) {
+            metrics::counter!("streamwatch_events_failed_total", "stage" => STAGE, "reason" => MALFORMED_MARKER)
+                .increment(1);
+            self.dead_letter(message, MALFORMED_MARKER, reason);
+            return Ok(());
+        }
+        let input_partitions = partition_count_of(
+            &self.producer,
+            &args.input_topic,
+            args.kafka.connect_timeout(),
+        )
+        .await
+        .map_err(|source| Error::Produce {
+            topic: args.input_topic.clone(),
+            source,
+        })?
+        // The topic went away since: the partition read is the last one known.
+        .max(partition as usize + 1);
+        self.send_all(consumer).await?;
+        let marker = Marker {
+            upstream: Some(Upstream {
+                topic: args.input_topic.clone(),
+                partition,
+                partitions: input_partitions as u32,
+            }),
+        };
+        let output_partitions = self.outbox.partitions();
+        let deliveries = queue_markers(
+            &self.producer,
+            &args.output_topic,
+            output_partitions,
+            &marker,
+        )
+        .await
+        .map_err(|source| Error::Produce {
+            topic: args.output_topic.clone(),
+            source,
+        })?;
+        self.in_flight.push(Box::pin(async move {
+            Completion {
+                sources: vec![(partition, offset)],
+                outcome: Outcome::EndForwarded(delivered(deliveries).await),
+            }
+        }));
+        self.in_flight_events += 1;
+        tracing::info!(
+            input_partition = partition,
+            input_partitions,
+            output_partitions,
+            "end of stream read; forwarded to every output partition"
+        );
         Ok(())
     }
 
@@ -389,6 +458,12 @@ impl Stage<'_> {
             Outcome::DeadLettered(result) => {
                 result?;
                 self.summary.dead_lettered += 1;
+            }
+            Outcome::EndForwarded(result) => {
+                result.map_err(|source| Error::Produce {
+                    topic: self.args.output_topic.clone(),
+                    source,
+                })?;
             }
         }
         // The last offset each partition may now store (a batch holds several partitions').

@@ -1,6 +1,7 @@
 //! Runs the scorer service in-process against a real broker (KAFKA_BROKERS) on fresh topics:
 //! valid events come out scored, invalid ones land in the dead-letter topic with their
-//! reason, and cancelling the token stops the service cleanly with its offsets committed.
+//! reason, end-of-stream markers reach every output partition after the events before them,
+//! and cancelling the token stops the service cleanly with its offsets committed.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,6 +15,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 use streamwatch_common::batch;
+use streamwatch_common::end_of_stream::{is_end_of_stream, marker_headers, Marker};
 use streamwatch_common::events::{HEADER_DLQ_ORIGIN, HEADER_DLQ_REASON, HEADER_DLQ_STAGE};
 use streamwatch_common::telemetry::Readiness;
 use streamwatch_scorer::config::RunArgs;
@@ -158,6 +160,25 @@ async fn the_service_scores_dead_letters_and_stops_cleanly() {
         let end = end_offsets.entry(delivery.partition).or_default();
         *end = (*end).max(delivery.offset + 1);
     }
+    // The end of the stream on every input partition, and a marker that cannot be read.
+    let mut markers_in = vec![(None, Marker::default().to_json()); PARTITIONS as usize];
+    markers_in.push((Some("bad-marker"), br#"{"upstream":1}"#.to_vec()));
+    for (partition, (key, payload)) in markers_in.iter().enumerate() {
+        let mut record = FutureRecord::<str, [u8]>::to(&input)
+            .partition(partition as i32 % PARTITIONS)
+            .payload(payload)
+            .headers(marker_headers());
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        let delivery = producer
+            .send(record, TIMEOUT)
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+        let end = end_offsets.entry(delivery.partition).or_default();
+        *end = (*end).max(delivery.offset + 1);
+    }
 
     let shutdown = CancellationToken::new();
     let readiness = Readiness::default();
@@ -175,8 +196,13 @@ async fn the_service_scores_dead_letters_and_stops_cleanly() {
     let model = LinearModel::load(&model_path).unwrap();
     let mut scored: HashMap<String, Vec<u8>> = HashMap::new();
     let mut dead_letters: HashMap<String, (Vec<u8>, HashMap<String, String>)> = HashMap::new();
+    // (output partition, input partition) of each end-of-stream marker forwarded.
+    let mut markers_out = Vec::new();
     let deadline = Instant::now() + TIMEOUT;
-    while scored.len() < valid.len() || dead_letters.len() < invalid.len() {
+    while scored.len() < valid.len()
+        || dead_letters.len() < invalid.len() + 1
+        || markers_out.len() < (PARTITIONS * PARTITIONS) as usize
+    {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let message = tokio::time::timeout(remaining, reader.recv())
             .await
@@ -189,7 +215,27 @@ async fn the_service_scores_dead_letters_and_stops_cleanly() {
             })
             .unwrap();
         let payload = message.payload().unwrap_or_default().to_vec();
-        if message.topic() == output {
+        if message.topic() == output && is_end_of_stream(message.headers()) {
+            let upstream = Marker::parse(&payload).unwrap().upstream.unwrap();
+            assert_eq!(
+                (upstream.topic.as_str(), upstream.partitions),
+                (input.as_str(), 2)
+            );
+            // Every event of that input partition for this output partition came before it.
+            for i in 0..valid.len() {
+                let key = format!("test:{i}");
+                let place = |partitions| batch::partition_for_key(key.as_bytes(), partitions);
+                if place(PARTITIONS as usize) == upstream.partition
+                    && place(PARTITIONS as usize) == message.partition()
+                {
+                    assert!(
+                        scored.contains_key(&key),
+                        "{key} came after its partition's end"
+                    );
+                }
+            }
+            markers_out.push((message.partition(), upstream.partition));
+        } else if message.topic() == output {
             // Batches: each event on its line, all in the partition of their trip ids.
             assert!(
                 batch::is_batch(message.headers()),
@@ -225,6 +271,17 @@ async fn the_service_scores_dead_letters_and_stops_cleanly() {
         }
     }
     assert!(readiness.is_ready());
+    markers_out.sort_unstable();
+    assert_eq!(
+        markers_out,
+        [(0, 0), (0, 1), (1, 0), (1, 1)],
+        "each input partition's end reaches every output partition once"
+    );
+    let (_, headers) = &dead_letters["bad-marker"];
+    assert!(
+        headers[HEADER_DLQ_REASON].starts_with("malformed end-of-stream marker"),
+        "{headers:?}"
+    );
 
     for (i, event) in valid.iter().enumerate() {
         let out = &scored[&format!("test:{i}")];
@@ -262,7 +319,7 @@ async fn the_service_scores_dead_letters_and_stops_cleanly() {
         .unwrap();
     assert_eq!(summary.events_in, (valid.len() + invalid.len()) as u64);
     assert_eq!(summary.events_out, valid.len() as u64);
-    assert_eq!(summary.dead_lettered, invalid.len() as u64);
+    assert_eq!(summary.dead_lettered, invalid.len() as u64 + 1);
     assert!(!readiness.is_ready());
 
     // Every input offset was committed for the group.

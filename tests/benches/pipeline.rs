@@ -64,6 +64,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
 use streamwatch_common::batch::{batch_headers, events, is_batch, partition_for_key, push_event};
+use streamwatch_common::end_of_stream::is_end_of_stream;
 use streamwatch_tests::{
     bin_dir, connect, create_topics, delete_topics, drop_database, local_broker_pid,
     partition_count, repo_root, signal, Services, Stage,
@@ -80,8 +81,8 @@ const COPIES: i64 = 10;
 /// Event-time shift between copies: February 2022 is exactly four weeks long, so the copies
 /// tile the time line without overlap, weekday for weekday.
 const SHIFT_DAYS: i64 = 28;
-/// The monitor's idle timeout: the last day's window is emitted this long after the scored
-/// topic goes quiet (no later event closes it).
+/// The monitor's idle timeout. End to end, the replay's end-of-stream markers close the last
+/// day's window before it; in the monitor-alone runs (no markers) the last day waits for it.
 const IDLE_TIMEOUT: &str = "1s";
 /// The malformed message that shows a warm stage is reading its input topic.
 const WARM_UP: &[u8] = b"{not json";
@@ -287,8 +288,8 @@ struct Record {
     payload: Vec<u8>,
 }
 
-/// Every event of `topic` (read to the end of each partition) but the warm-up ones: a
-/// message, or each event of a batch (then without a key).
+/// Every event of `topic` (read to the end of each partition) but the warm-up ones and the
+/// end-of-stream markers: a message, or each event of a batch (then without a key).
 async fn read_all(brokers: &str, topic: &str) -> Result<Vec<Record>> {
     let count = partition_count(brokers, topic)?;
     let consumer = assigned_consumer(brokers, &[(topic, count)], true)?;
@@ -301,7 +302,7 @@ async fn read_all(brokers: &str, topic: &str) -> Result<Vec<Record>> {
                 finished.insert(p);
             }
             Ok(Err(e)) => return Err(e.into()),
-            Ok(Ok(m)) if m.payload() == Some(WARM_UP) => {}
+            Ok(Ok(m)) if m.payload() == Some(WARM_UP) || is_end_of_stream(m.headers()) => {}
             Ok(Ok(m)) if is_batch(m.headers()) => records.extend(
                 events(m.payload().unwrap_or_default()).map(|(_, event)| Record {
                     key: None,
@@ -540,7 +541,7 @@ struct EndToEnd {
     first_day: Duration,
     /// ... to February 1-27 complete (closed by the watermark).
     day_27: Duration,
-    /// ... to all 28 days (the last one after the idle timeout).
+    /// ... to all 28 days (the last one closed by the replay's end-of-stream markers).
     day_28: Duration,
     /// The producer process, start to exit.
     producer_wall: Duration,
@@ -1504,7 +1505,7 @@ impl Report {
                     e.cores_busy
                 ));
                 line(format!(
-                    "| - to February 1-27 (closed by the watermark; the 28th waits for the {IDLE_TIMEOUT} idle timeout) | {} | {} | |",
+                    "| - to February 1-27 (closed by the watermark; the 28th by the end-of-stream markers) | {} | {} | |",
                     secs(e.day_27),
                     ratio(e.day_27)
                 ));
