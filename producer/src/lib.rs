@@ -2,7 +2,7 @@
 //! trip events.
 //!
 //! `source` turns inputs into events without touching Kafka; `publish` sends them, paces a
-//! replay by event time and reports what was delivered; `resume` finds where an interrupted
+//! replay by event time and reports what was delivered (a replay through `replay_output`); `resume` finds where an interrupted
 //! replay left off; `ingest` runs live mode, where every source feeds one validation and
 //! publishing loop.
 
@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod ingest;
 pub mod publish;
+pub mod replay_output;
 pub mod resume;
 pub mod source;
 

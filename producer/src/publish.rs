@@ -23,11 +23,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ReplayArgs;
 use crate::error::{Error, Result};
+use crate::replay_output::{ReplayOutput, TopicIndex};
 use crate::resume::{self, ResumePoint};
 use crate::source::parquet::{CompletionOptions, ReplayOptions, TripEvents};
 use crate::source::schedule::{Item, Schedule, Scheduled};
 
 pub(crate) const STAGE: &str = "producer";
+/// The replay's topics in its [`ReplayOutput`].
+const TRIPS: TopicIndex = 0;
+const COMPLETIONS: TopicIndex = 1;
 
 /// Counter of the events (trips) the producer delivered, labelled `stage="producer"`.
 pub const EVENTS_OUT_METRIC: &str = "streamwatch_events_out_total";
@@ -47,16 +51,12 @@ pub struct Deliveries {
 }
 
 impl Deliveries {
-    /// Counts one delivery report; a delivered message counts in the `delivered` counter.
-    fn record<T: DeliveryTag>(
-        &mut self,
-        (tag, result): (T, DeliveryResult),
-        delivered: &'static str,
-    ) {
+    /// Counts one delivery report.
+    fn record<T: DeliveryTag>(&mut self, (tag, result): (T, DeliveryResult)) {
         let error = match result {
             Ok(Ok(_)) => {
                 self.delivered += 1;
-                metrics::counter!(delivered, "stage" => STAGE).increment(1);
+                metrics::counter!(EVENTS_OUT_METRIC, "stage" => STAGE).increment(1);
                 tag.settle(Ok(()));
                 return;
             }
@@ -89,13 +89,6 @@ pub trait DeliveryTag: Unpin {
     fn settle(self, outcome: Result<(), &str>) -> bool;
 }
 
-/// No one waits: replay and stdin.
-impl DeliveryTag for () {
-    fn settle(self, _: Result<(), &str>) -> bool {
-        false
-    }
-}
-
 impl<T: DeliveryTag> DeliveryTag for Option<T> {
     fn settle(self, outcome: Result<(), &str>) -> bool {
         self.is_some_and(|tag| tag.settle(outcome))
@@ -121,22 +114,15 @@ impl<T: Unpin> Future for Tagged<T> {
     }
 }
 
-/// Publishes to one topic without waiting for each acknowledgement; [`Publisher::finish`]
-/// waits for all of them. Each message carries a [`DeliveryTag`] (`()` when no one waits).
-pub struct Publisher<T = ()> {
+/// Publishes live input to one topic without waiting for each acknowledgement;
+/// [`Publisher::finish`] waits for all of them. Each message carries a [`DeliveryTag`], so its
+/// sender (an HTTP request) gets its answer. A replay, which needs no answer per message, goes
+/// through [`crate::replay_output::ReplayOutput`].
+pub struct Publisher<T> {
     producer: FutureProducer,
     topic: String,
     in_flight: FuturesUnordered<Tagged<T>>,
     deliveries: Deliveries,
-    /// Counter of the delivered messages.
-    delivered_metric: &'static str,
-}
-
-impl Publisher {
-    /// Queues one untagged message; see [`Publisher::send_tagged`].
-    pub async fn send(&mut self, key: &[u8], payload: &[u8]) {
-        self.send_tagged(key, payload, ()).await;
-    }
 }
 
 impl<T: DeliveryTag> Publisher<T> {
@@ -146,15 +132,7 @@ impl<T: DeliveryTag> Publisher<T> {
             topic: topic.into(),
             in_flight: FuturesUnordered::new(),
             deliveries: Deliveries::default(),
-            delivered_metric: EVENTS_OUT_METRIC,
         }
-    }
-
-    /// Counts the delivered messages in the counter `metric` instead of
-    /// [`EVENTS_OUT_METRIC`] (labelled `stage="producer"` too).
-    pub fn counting_as(mut self, metric: &'static str) -> Self {
-        self.delivered_metric = metric;
-        self
     }
 
     /// Queues one message (the client copies key and payload); `tag` is settled when its
@@ -166,7 +144,6 @@ impl<T: DeliveryTag> Publisher<T> {
             topic,
             in_flight,
             deliveries,
-            delivered_metric,
         } = self;
         let mut record: FutureRecord<'_, [u8], [u8]> =
             FutureRecord::to(topic).key(key).payload(payload);
@@ -183,7 +160,7 @@ impl<T: DeliveryTag> Publisher<T> {
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                     record = returned;
                     match in_flight.next().await {
-                        Some(result) => deliveries.record(result, delivered_metric),
+                        Some(result) => deliveries.record(result),
                         None => tokio::time::sleep(Duration::from_millis(1)).await,
                     }
                 }
@@ -195,7 +172,7 @@ impl<T: DeliveryTag> Publisher<T> {
         }
         // Collect the reports that are already in, so a long live run holds few futures.
         while let Some(Some(result)) = in_flight.next().now_or_never() {
-            deliveries.record(result, delivered_metric);
+            deliveries.record(result);
         }
     }
 
@@ -209,7 +186,7 @@ impl<T: DeliveryTag> Publisher<T> {
     pub async fn settle_next(&mut self) -> bool {
         match self.in_flight.next().await {
             Some(result) => {
-                self.deliveries.record(result, self.delivered_metric);
+                self.deliveries.record(result);
                 true
             }
             None => false,
@@ -436,9 +413,15 @@ pub(crate) async fn start_admin(
 
 /// A producer, after checking that a broker answers (a clear error instead of silent retries).
 pub(crate) async fn connect(kafka: &KafkaArgs) -> Result<FutureProducer> {
+    check_broker(kafka).await?;
+    Ok(kafka.producer()?)
+}
+
+/// Checks that a broker answers.
+async fn check_broker(kafka: &KafkaArgs) -> Result<()> {
     let probe = kafka.clone();
     tokio::task::spawn_blocking(move || probe.check_reachable()).await??;
-    Ok(kafka.producer()?)
+    Ok(())
 }
 
 fn progress_bar(len: usize) -> ProgressBar {
@@ -514,7 +497,10 @@ pub async fn replay(args: ReplayArgs, shutdown: CancellationToken) -> Result<()>
         }
     }
 
-    let producer = connect(&args.kafka).await?;
+    check_broker(&args.kafka).await?;
+    let mut topics = vec![(args.topic.as_str(), EVENTS_OUT_METRIC)];
+    topics.extend(completions_topic.map(|topic| (topic, COMPLETIONS_OUT_METRIC)));
+    let mut output = ReplayOutput::new(&args.kafka, &topics)?;
     let resume = if args.resumes() {
         resume::find(
             &args.kafka,
@@ -535,9 +521,6 @@ pub async fn replay(args: ReplayArgs, shutdown: CancellationToken) -> Result<()>
     let interrupted_early = resume.is_none();
     let resume = resume.unwrap_or_default();
     readiness.set(true);
-    let mut publisher = Publisher::new(producer.clone(), args.topic.clone());
-    let mut completions = completions_topic
-        .map(|topic| Publisher::new(producer, topic).counting_as(COMPLETIONS_OUT_METRIC));
     let mut pacer = Pacer::new(args.speed, Duration::from_secs_f64(args.max_pause));
     let progress = progress_bar(events.len());
     progress.set_position(resume.trips as u64);
@@ -571,17 +554,15 @@ pub async fn replay(args: ReplayArgs, shutdown: CancellationToken) -> Result<()>
                     outcome = Err(error);
                     break;
                 }
-                publisher.send(key.as_bytes(), &payload).await;
+                output.send(TRIPS, key.as_bytes(), &payload).await;
                 if i % 1024 == 0 {
                     progress.set_position(i as u64);
                 }
             }
             Item::Completion(i) => {
                 // The schedule has completions only when they are on.
-                if let Some(completions) = &mut completions {
-                    if events.write_completion(i, &mut key, &mut payload) {
-                        completions.send(key.as_bytes(), &payload).await;
-                    }
+                if events.write_completion(i, &mut key, &mut payload) {
+                    output.send(COMPLETIONS, key.as_bytes(), &payload).await;
                 }
             }
         }
@@ -591,16 +572,23 @@ pub async fn replay(args: ReplayArgs, shutdown: CancellationToken) -> Result<()>
         seconds = publish_start.elapsed().as_secs_f64(),
         "events encoded and queued; waiting for the broker's acknowledgements"
     );
-    let deliveries = publisher.finish().await;
-    let completions = match completions {
-        Some(completions) => Some(CompletionCounts {
-            total: (events.len() as u64).saturating_sub(stats.no_completion_time),
-            already_published: resume.completions as u64,
-            deliveries: completions.finish().await,
-            no_completion_time: stats.no_completion_time,
-        }),
-        None => None,
-    };
+    output.flush().await;
+    let deliveries = output.deliveries(TRIPS);
+    let completions = completions_topic.map(|_| CompletionCounts {
+        total: (events.len() as u64).saturating_sub(stats.no_completion_time),
+        already_published: resume.completions as u64,
+        deliveries: output.deliveries(COMPLETIONS),
+        no_completion_time: stats.no_completion_time,
+    });
+    let complete = !interrupted
+        && outcome.is_ok()
+        && deliveries.failed == 0
+        && completions
+            .as_ref()
+            .is_none_or(|c| c.deliveries.failed == 0);
+    if complete {
+        output.end_streams().await;
+    }
     readiness.set(false);
     let summary = Summary {
         deliveries,

@@ -33,6 +33,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
+use streamwatch_common::end_of_stream::is_end_of_stream;
 use streamwatch_common::events::{format_timestamp, parse_timestamp};
 use streamwatch_common::kafka::{partitions_in, KafkaArgs};
 use tokio_util::sync::CancellationToken;
@@ -295,6 +296,8 @@ pub async fn scan(
             next = tokio::time::timeout(STALL_TIMEOUT, consumer.recv()) => next,
         };
         match next {
+            // An earlier replay's end: not a message to resume from, nor a foreign one.
+            Ok(Ok(message)) if is_end_of_stream(message.headers()) => {}
             Ok(Ok(message)) => found.record(
                 events,
                 positions,

@@ -208,7 +208,7 @@ async fn http_events_are_published_or_dead_lettered() {
     );
 
     // A 202 means the broker has them: they are on the topics now.
-    let events = consume(&kafka, &topic, 3, |message| {
+    let (events, markers) = consume(&kafka, &topic, 3, |message| {
         let event: Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
         assert_eq!(
             event["trip_id"].as_str().unwrap().as_bytes(),
@@ -217,6 +217,7 @@ async fn http_events_are_published_or_dead_lettered() {
         event
     })
     .await;
+    assert_eq!(markers, 0, "live input has no end");
     assert_eq!(events[0]["trip_id"], "h-1");
     assert_eq!(events[0]["fare_amount"], 7.5);
     assert!(events[1]["trip_id"].as_str().unwrap().starts_with("live:"));
@@ -224,7 +225,7 @@ async fn http_events_are_published_or_dead_lettered() {
     assert_eq!(events[2]["trip_id"], "h-3");
     assert_eq!(events[2]["event_time"], "2022-02-01T08:02:00");
 
-    let letters = consume(&kafka, &dead, 2, |message| {
+    let (letters, _) = consume(&kafka, &dead, 2, |message| {
         (dlq_reason(message), text(message))
     })
     .await;
@@ -332,13 +333,13 @@ async fn stdin_and_http_feed_the_same_publisher() {
         (202, json!({"accepted": 1, "rejected": []}))
     );
 
-    let mut ids = consume(&kafka, &topic, 2, |message| {
+    let (mut ids, _) = consume(&kafka, &topic, 2, |message| {
         String::from_utf8(message.key().unwrap().to_vec()).unwrap()
     })
     .await;
     ids.sort();
     assert_eq!(ids, ["h-2", "s-1"]);
-    let letters = consume(&kafka, &dead, 1, |message| {
+    let (letters, _) = consume(&kafka, &dead, 1, |message| {
         (dlq_reason(message), text(message))
     })
     .await;

@@ -49,12 +49,16 @@ async fn replays_february_in_event_time_order() {
         "{stdout}"
     );
 
-    let events = consume(&kafka, &topic, 500, |message| {
+    let (events, markers) = consume(&kafka, &topic, 500, |message| {
         let key = String::from_utf8(message.key().unwrap().to_vec()).unwrap();
         let event: Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
         (key, event)
     })
     .await;
+    assert_eq!(
+        markers, 1,
+        "the replay ends its one partition with a marker"
+    );
     let mut previous = None;
     for (key, event) in &events {
         assert_eq!(event["trip_id"], Value::String(key.clone()));
@@ -172,8 +176,13 @@ async fn replays_completions_in_event_time_order() {
         let time = parse_timestamp(event["event_time"].as_str().unwrap()).unwrap();
         (key, time, event)
     };
-    let trips = consume(&kafka, &trips_topic, n, parse).await;
-    let completions = consume(&kafka, &completions_topic, n, parse).await;
+    let (trips, trip_markers) = consume(&kafka, &trips_topic, n, parse).await;
+    let (completions, completion_markers) = consume(&kafka, &completions_topic, n, parse).await;
+    assert_eq!(
+        (trip_markers, completion_markers),
+        (1, 1),
+        "one marker ends each topic"
+    );
 
     for (name, events) in [("trips", &trips), ("completions", &completions)] {
         assert!(
@@ -287,7 +296,7 @@ async fn live_lines_are_published_or_dead_lettered() {
         "{stdout}"
     );
 
-    let events = consume(&kafka, &topic, 3, |message| {
+    let (events, markers) = consume(&kafka, &topic, 3, |message| {
         let event: Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
         assert_eq!(
             event["trip_id"].as_str().unwrap().as_bytes(),
@@ -296,12 +305,13 @@ async fn live_lines_are_published_or_dead_lettered() {
         event
     })
     .await;
+    assert_eq!(markers, 0, "live input has no end");
     assert_eq!(events[0]["trip_id"], "t-1");
     assert!(events[1]["trip_id"].as_str().unwrap().starts_with("live:"));
     assert_eq!(events[1]["event_time"], "2022-02-01T08:01:00");
     assert_eq!(events[2]["event_time"], "2022-02-01T08:02:00");
 
-    let rejected = consume(&kafka, &dead, 2, |message| {
+    let (rejected, _) = consume(&kafka, &dead, 2, |message| {
         (dlq_reason(message), text(message))
     })
     .await;

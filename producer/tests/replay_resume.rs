@@ -20,6 +20,7 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
+use streamwatch_common::end_of_stream::is_end_of_stream;
 use streamwatch_common::events::parse_timestamp;
 use streamwatch_common::kafka::KafkaArgs;
 
@@ -57,7 +58,8 @@ async fn create_topic(kafka: &KafkaArgs, topic: &str) {
     }
 }
 
-/// The keys of every message of `topic`, read from the beginning of each partition to its end.
+/// The keys of every message of `topic` (but end-of-stream markers), read from the beginning
+/// of each partition to its end.
 async fn keys(kafka: &KafkaArgs, topic: &str) -> Vec<String> {
     let mut config = kafka.client_config().unwrap();
     config
@@ -80,6 +82,8 @@ async fn keys(kafka: &KafkaArgs, topic: &str) -> Vec<String> {
             .await
             .unwrap_or_else(|_| panic!("{topic} stalled"))
         {
+            // A finished replay's end-of-stream markers carry no key.
+            Ok(message) if is_end_of_stream(message.headers()) => {}
             Ok(message) => keys.push(String::from_utf8(message.key().unwrap().to_vec()).unwrap()),
             Err(KafkaError::PartitionEOF(partition)) => {
                 at_end.insert(partition);

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
+use streamwatch_common::end_of_stream::{is_end_of_stream, Marker};
 use streamwatch_common::events::HEADER_DLQ_REASON;
 use streamwatch_common::kafka::{KafkaArgs, StageConsumer};
 
@@ -41,17 +42,20 @@ pub async fn create_topic(kafka: &KafkaArgs, topic: &str) {
     }
 }
 
-/// Reads `expected` messages, then waits a little to catch any extra one.
+/// Reads `expected` messages, then waits a little to catch any extra one. End-of-stream
+/// markers are not passed to `each` but counted: the second value. A message after a marker
+/// fails the test (a replay sends its markers last).
 pub async fn consume<T>(
     kafka: &KafkaArgs,
     topic: &str,
     expected: usize,
     mut each: impl FnMut(&BorrowedMessage<'_>) -> T,
-) -> Vec<T> {
+) -> (Vec<T>, usize) {
     let consumer: StageConsumer = kafka
         .consumer("producer-test-reader", &unique("group"), &[topic])
         .unwrap();
     let mut got = Vec::new();
+    let mut markers = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let wait = if got.len() < expected {
@@ -60,12 +64,24 @@ pub async fn consume<T>(
             Duration::from_secs(2)
         };
         match tokio::time::timeout(wait, consumer.recv()).await {
-            Ok(message) => got.push(each(&message.unwrap())),
+            Ok(message) => {
+                let message = message.unwrap();
+                if is_end_of_stream(message.headers()) {
+                    Marker::parse(message.payload().unwrap_or_default()).unwrap();
+                    markers += 1;
+                } else {
+                    assert_eq!(
+                        markers, 0,
+                        "a message after an end-of-stream marker on {topic}"
+                    );
+                    got.push(each(&message));
+                }
+            }
             Err(_) => break,
         }
     }
     assert_eq!(got.len(), expected, "messages on {topic}");
-    got
+    (got, markers)
 }
 
 pub fn producer() -> Command {
