@@ -18,9 +18,10 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use serde_json::Value;
+use streamwatch_common::end_of_stream::{delivered, queue_markers, Marker};
 use streamwatch_common::events::{HEADER_DLQ_REASON, HEADER_DLQ_STAGE};
 use streamwatch_tests::{
-    bin_dir, connect, drop_database, fresh_database, repo_root, Services, Stage,
+    bin_dir, connect, drop_database, fresh_database, partition_count, repo_root, Services, Stage,
 };
 
 fn as_refs(v: &[String]) -> Vec<&str> {
@@ -1040,7 +1041,8 @@ async fn february_replay_matches_evidently_in_postgres() -> Result<()> {
 
     // Out of order after the end of the month: a trip of February 1st is past every window's
     // update horizon, so each window shape drops it and reports it; a trip of the last hour
-    // is within the horizon and re-emits its windows with one more row.
+    // is within the horizon and re-emits its windows with one more row, once its writer ends
+    // the stream again (the monitor's idle timeout is an hour).
     let late_trip = |id: &str, time: &str| {
         format!(
             r#"{{"trip_id":"{id}","event_time":"{time}","lpep_pickup_datetime":"{time}","passenger_count":1,"trip_distance":2.5,"fare_amount":12.0,"total_amount":15.3,"PULocationID":74,"DOLocationID":75}}"#
@@ -1067,6 +1069,9 @@ async fn february_replay_matches_evidently_in_postgres() -> Result<()> {
             .await
             .map_err(|(e, _)| e)?;
     }
+    let partitions = partition_count(&brokers, &trips)? as usize;
+    let markers = queue_markers(&producer, &trips, partitions, &Marker::default()).await?;
+    delivered(markers).await?;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let dropped = client
