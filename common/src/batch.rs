@@ -60,10 +60,9 @@ pub fn events(payload: &[u8]) -> impl Iterator<Item = (u32, &[u8])> {
 pub fn push_event(batch: &mut Vec<u8>, event: &[u8]) {
     let start = batch.len();
     batch.extend_from_slice(event);
-    for b in &mut batch[start..] {
-        if *b == b'\n' || *b == b'\r' {
-            *b = b' ';
-        }
+    // Found with memchr (SIMD): a byte-at-a-time scan was a noticeable part of the scorer.
+    for at in memchr::memchr2_iter(b'\n', b'\r', event) {
+        batch[start + at] = b' ';
     }
     batch.push(b'\n');
 }
