@@ -546,6 +546,14 @@ pub struct LateAssignment {
     pub time_us: i64,
 }
 
+/// What an id given to [`WindowOperator::is_duplicate`] names: a trip's completion is not a
+/// repeat of its scored event, so the two have separate key spaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdKind {
+    Event,
+    Completion,
+}
+
 /// All window state of a monitor.
 #[derive(Debug)]
 pub struct WindowOperator {
@@ -751,10 +759,13 @@ impl WindowOperator {
     /// Remembers an event id; true if it was seen before (a replay or a retried delivery),
     /// in which case the event must not be counted again. Ids are remembered as long as
     /// any window could still take their event.
-    pub fn is_duplicate(&mut self, id: &str, time_us: i64) -> bool {
+    pub fn is_duplicate(&mut self, id: &str, kind: IdKind, time_us: i64) -> bool {
         let hash = {
             let mut hasher = FxHasher::default();
             id.hash(&mut hasher);
+            if kind == IdKind::Completion {
+                hasher.write_u8(1);
+            }
             hasher.finish()
         };
         !self
@@ -1084,19 +1095,22 @@ mod tests {
     fn duplicate_ids_are_recognised_until_their_windows_expire() {
         let spec = WindowSpec::parse("1h").unwrap();
         let mut op = WindowOperator::new(&[spec], 1, 0);
-        assert!(!op.is_duplicate("a:1", 10));
-        assert!(!op.is_duplicate("a:2", 10));
-        assert!(op.is_duplicate("a:1", 10));
+        assert!(!op.is_duplicate("a:1", IdKind::Event, 10));
+        assert!(!op.is_duplicate("a:2", IdKind::Event, 10));
+        assert!(op.is_duplicate("a:1", IdKind::Event, 10));
+        // The trip's completion is no repeat of it, but its second copy is.
+        assert!(!op.is_duplicate("a:1", IdKind::Completion, 10));
+        assert!(op.is_duplicate("a:1", IdKind::Completion, 10));
         assert!(
-            !op.is_duplicate("a:1", 2 * HOUR),
+            !op.is_duplicate("a:1", IdKind::Event, 2 * HOUR),
             "another time is another bucket"
         );
         op.evict(2 * HOUR);
         assert!(
-            !op.is_duplicate("a:1", 10),
+            !op.is_duplicate("a:1", IdKind::Event, 10),
             "forgotten once no window can take it"
         );
-        assert!(op.is_duplicate("a:1", 2 * HOUR));
+        assert!(op.is_duplicate("a:1", IdKind::Event, 2 * HOUR));
     }
 
     #[test]
