@@ -141,7 +141,7 @@ mod tests {
     }
 
     #[test]
-    fn batches_are_recognised_by_their_header_only() {
+    fn batches_and_markers_are_recognised_by_their_header_only() {
         use rdkafka::message::{Message, OwnedMessage, Timestamp};
         let message = |headers: Option<OwnedHeaders>| {
             OwnedMessage::new(
@@ -161,5 +161,11 @@ mod tests {
         assert!(is_batch(message(Some(batch_headers())).headers()));
         assert!(!is_batch(message(Some(other)).headers()));
         assert!(!is_batch(message(None).headers()));
+        // End-of-stream markers are told apart by the same header.
+        use crate::end_of_stream::{is_end_of_stream, marker_headers};
+        assert!(is_end_of_stream(message(Some(marker_headers())).headers()));
+        assert!(!is_batch(message(Some(marker_headers())).headers()));
+        assert!(!is_end_of_stream(message(Some(batch_headers())).headers()));
+        assert!(!is_end_of_stream(message(None).headers()));
     }
 }

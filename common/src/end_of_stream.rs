@@ -13,14 +13,14 @@
 //! so a marker read too early costs only an early report, as an idle timeout would.
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::Duration;
 
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::batch::{has_content_type, CONTENT_TYPE_HEADER};
+use crate::kafka::queue_record;
 
 /// The `content-type` of a marker.
 pub const END_OF_STREAM: &str = "application/vnd.streamwatch.end-of-stream+json";
@@ -90,24 +90,11 @@ pub async fn queue_markers(
     let payload = marker.to_json();
     let mut deliveries = Vec::with_capacity(partitions);
     for partition in 0..partitions as i32 {
-        let mut record = FutureRecord::<(), [u8]>::to(topic)
+        let record = FutureRecord::<(), [u8]>::to(topic)
             .partition(partition)
             .payload(&payload)
             .headers(marker_headers());
-        loop {
-            match producer.send_result(record) {
-                Ok(delivery) => {
-                    deliveries.push(delivery);
-                    break;
-                }
-                // A full queue drains as the broker acknowledges what is in it.
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                Err((error, _)) => return Err(error),
-            }
-        }
+        deliveries.push(queue_record(producer, record).await?);
     }
     Ok(deliveries)
 }
@@ -176,10 +163,7 @@ impl Ends {
 
 #[cfg(test)]
 mod tests {
-    use rdkafka::message::{Message, OwnedMessage, Timestamp};
-
     use super::*;
-    use crate::batch::{batch_headers, is_batch};
 
     fn forwarded(partition: i32, partitions: u32) -> Marker {
         Marker {
@@ -213,25 +197,6 @@ mod tests {
                 "{error}"
             );
         }
-    }
-
-    #[test]
-    fn markers_are_told_apart_from_batches_by_their_header() {
-        let message = |headers: Option<OwnedHeaders>| {
-            OwnedMessage::new(
-                None,
-                None,
-                "t".into(),
-                Timestamp::NotAvailable,
-                0,
-                0,
-                headers,
-            )
-        };
-        assert!(is_end_of_stream(message(Some(marker_headers())).headers()));
-        assert!(!is_batch(message(Some(marker_headers())).headers()));
-        assert!(!is_end_of_stream(message(Some(batch_headers())).headers()));
-        assert!(!is_end_of_stream(message(None).headers()));
     }
 
     #[test]

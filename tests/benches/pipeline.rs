@@ -58,13 +58,14 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use chrono::NaiveDateTime;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
 use streamwatch_common::batch::{batch_headers, events, is_batch, partition_for_key, push_event};
 use streamwatch_common::end_of_stream::is_end_of_stream;
+use streamwatch_common::kafka::queue_record;
 use streamwatch_tests::{
     bin_dir, connect, create_topics, delete_topics, drop_database, local_broker_pid,
     partition_count, repo_root, signal, Services, Stage,
@@ -333,19 +334,7 @@ async fn produce_all<'a>(
         if let Some(partition) = batch_partition {
             record = record.partition(partition).headers(batch_headers());
         }
-        loop {
-            match producer.send_result(record) {
-                Ok(delivery) => {
-                    deliveries.push(delivery);
-                    break;
-                }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-                Err((e, _)) => return Err(e.into()),
-            }
-        }
+        deliveries.push(queue_record(producer, record).await?);
     }
     let sent = deliveries.len();
     for delivery in deliveries {
