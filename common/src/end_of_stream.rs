@@ -24,6 +24,8 @@ use crate::kafka::queue_record;
 
 /// The `content-type` of a marker.
 pub const END_OF_STREAM: &str = "application/vnd.streamwatch.end-of-stream+json";
+/// The dead-letter reason (counter label) of a marker whose payload cannot be read.
+pub const MALFORMED_MARKER: &str = "malformed_marker";
 
 /// A marker's payload.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

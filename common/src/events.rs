@@ -79,14 +79,17 @@ pub fn push_timestamp(out: &mut Vec<u8>, ts: NaiveDateTime) {
 /// Parses an event timestamp; a space instead of `T` is accepted too.
 pub fn parse_timestamp(value: &str) -> Result<NaiveDateTime> {
     parse_fixed_layout(value.as_bytes())
-        .map(Ok)
-        .unwrap_or_else(|| {
-            NaiveDateTime::parse_from_str(value, TIMESTAMP_FORMAT)
-                .or_else(|_| NaiveDateTime::parse_from_str(value, "%Y-%m-%d %H:%M:%S%.f"))
-        })
-        .map_err(|_| Error::Timestamp {
+        .or_else(|| parse_with_chrono(value))
+        .ok_or_else(|| Error::Timestamp {
             value: value.chars().take(64).collect(),
         })
+}
+
+/// Every layout [`parse_timestamp`] accepts, through chrono's format strings.
+fn parse_with_chrono(value: &str) -> Option<NaiveDateTime> {
+    NaiveDateTime::parse_from_str(value, TIMESTAMP_FORMAT)
+        .or_else(|_| NaiveDateTime::parse_from_str(value, "%Y-%m-%d %H:%M:%S%.f"))
+        .ok()
 }
 
 /// `YYYY-MM-DDTHH:MM:SS[.f{1,6}]` (or a space for `T`), read by hand: every event's time
@@ -630,13 +633,12 @@ mod optional_naive_ts {
 
 #[cfg(test)]
 mod tests {
+    use chrono::Timelike;
+
+    use super::*;
+
     #[test]
     fn timestamps_read_by_hand_are_chronos() {
-        let chrono = |text: &str| {
-            NaiveDateTime::parse_from_str(text, TIMESTAMP_FORMAT)
-                .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f"))
-                .ok()
-        };
         for text in [
             "2022-02-01T00:02:32",
             "2009-01-01 00:34:01",
@@ -655,14 +657,14 @@ mod tests {
             "2022-02-01",
             "",
         ] {
-            assert_eq!(parse_timestamp(text).ok(), chrono(text), "{text:?}");
+            assert_eq!(
+                parse_timestamp(text).ok(),
+                parse_with_chrono(text),
+                "{text:?}"
+            );
         }
         assert!(parse_fixed_layout(b"2022-02-01T10:00:00.5").is_some());
     }
-
-    use chrono::Timelike;
-
-    use super::*;
 
     #[test]
     fn timestamps_are_formatted_as_chrono_formats_them() {

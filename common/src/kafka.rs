@@ -13,7 +13,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, Stre
 use rdkafka::error::KafkaError;
 use rdkafka::message::ToBytes;
 use rdkafka::metadata::Metadata;
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer, ProducerContext};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 use serde::Deserialize;
@@ -284,11 +284,15 @@ impl KafkaArgs {
 
 /// The partition count of `topic` (0 while the broker does not know it), asked over the
 /// producer's own connections, on a blocking thread.
-pub async fn partition_count_of(
-    producer: &FutureProducer,
+pub async fn partition_count_of<C, P>(
+    producer: &P,
     topic: &str,
     timeout: Duration,
-) -> std::result::Result<usize, KafkaError> {
+) -> std::result::Result<usize, KafkaError>
+where
+    C: ProducerContext + 'static,
+    P: Producer<C> + Clone + Send + 'static,
+{
     let (client, topic) = (producer.clone(), topic.to_owned());
     tokio::task::spawn_blocking(move || {
         client

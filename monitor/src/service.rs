@@ -13,7 +13,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use rustc_hash::FxHashMap;
 use streamwatch_common::batch::{events as batch_events, is_batch};
 use streamwatch_common::deadletter::{DeadLetters, Origin};
-use streamwatch_common::end_of_stream::{is_end_of_stream, Ends, Marker};
+use streamwatch_common::end_of_stream::{is_end_of_stream, Ends, Marker, MALFORMED_MARKER};
 use streamwatch_common::events::{AlertEvent, MetricsRecord};
 use streamwatch_common::kafka::{KafkaArgs, StageConsumer};
 use streamwatch_common::telemetry::{serve_admin, Readiness, EVENTS_IN_TOTAL, PROCESSING_SECONDS};
@@ -45,9 +45,6 @@ use crate::{MonitorError, Result};
 const SCORED: u8 = 0;
 /// Index of the completions topic.
 const COMPLETIONS: u8 = 1;
-
-/// The dead-letter reason of an end-of-stream marker whose payload cannot be read.
-const MALFORMED_MARKER: &str = "malformed_marker";
 
 /// How long one micro-batch collects events before it is processed.
 const BATCH_LINGER: Duration = Duration::from_millis(50);

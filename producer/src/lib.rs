@@ -1,10 +1,10 @@
 //! The producer stage: replays TLC trip files (or live JSON from stdin and HTTP) into Kafka as
 //! trip events.
 //!
-//! `source` turns inputs into events without touching Kafka; `publish` sends them, paces a
-//! replay by event time and reports what was delivered (a replay through `replay_output`); `resume` finds where an interrupted
-//! replay left off; `ingest` runs live mode, where every source feeds one validation and
-//! publishing loop.
+//! `source` turns inputs into events without touching Kafka; `publish` sends them (a replay
+//! through `replay_output`), paces a replay by event time and reports what was delivered;
+//! `resume` finds where an interrupted replay left off; `ingest` runs live mode, where every
+//! source feeds one validation and publishing loop.
 
 pub mod config;
 pub mod error;

@@ -13,7 +13,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::util::Timeout;
 use rdkafka::ClientContext;
 use streamwatch_common::end_of_stream::{marker_headers, Marker};
-use streamwatch_common::kafka::{partitions_in, KafkaArgs};
+use streamwatch_common::kafka::{partition_count_of, KafkaArgs};
 
 use crate::error::Result;
 use crate::publish::{Deliveries, STAGE};
@@ -145,7 +145,7 @@ impl ReplayOutput {
             .await
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()));
         if let Err(error) = flushed {
-            tracing::error!(%error, "not every message was acknowledged in time");
+            tracing::error!(%error, "waiting for the broker's acknowledgements failed");
         }
     }
 
@@ -168,16 +168,7 @@ impl ReplayOutput {
         let payload = Marker::default().to_json();
         let mut expected = 0;
         for topic in &self.topics {
-            let (producer, name, timeout) =
-                (self.producer.clone(), topic.clone(), self.metadata_timeout);
-            let partitions = tokio::task::spawn_blocking(move || {
-                producer
-                    .client()
-                    .fetch_metadata(Some(&name), timeout)
-                    .map(|metadata| partitions_in(&metadata, &name))
-            })
-            .await
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()));
+            let partitions = partition_count_of(&self.producer, topic, self.metadata_timeout).await;
             let partitions = match partitions {
                 Ok(partitions) => partitions,
                 Err(error) => {

@@ -13,7 +13,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use streamwatch_common::batch::batch_headers;
 use streamwatch_common::deadletter::{DeadLetters, Origin};
 use streamwatch_common::end_of_stream::{
-    delivered, is_end_of_stream, queue_markers, Marker, Upstream,
+    delivered, is_end_of_stream, queue_markers, Marker, Upstream, MALFORMED_MARKER,
 };
 use streamwatch_common::kafka::{partition_count_of, StageConsumer};
 use streamwatch_common::telemetry::{
@@ -30,8 +30,6 @@ use crate::{Error, Result};
 
 /// The stage name in metrics labels and dead-letter headers.
 pub const STAGE: &str = "scorer";
-/// The dead-letter reason of an end-of-stream marker whose payload cannot be read.
-const MALFORMED_MARKER: &str = "malformed_marker";
 
 /// What a run did, counted when the broker acknowledged each output.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
